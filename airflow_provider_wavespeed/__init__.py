@@ -1,0 +1,81 @@
+"""Apache Airflow provider for WaveSpeedAI's inference API, built first for Sync Lipsync 1.9.0 Beta.
+
+This module is what Airflow's ProvidersManager loads (the ``apache_airflow_provider`` entry
+point), so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# The connection form, declared as data so Airflow UIs that read provider metadata (conn-fields,
+# Airflow >= 3.2) and older ones that call WaveSpeedHook.get_ui_field_behaviour() show the same form.
+CONNECTION_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "login"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "placeholders": {
+        "password": "Your WaveSpeed API key (wavespeed.ai/accesskey)",
+        "host": "https://api.wavespeed.ai (default); http://127.0.0.1:8099 for the local emulator",
+        "extra": '{"connect_timeout": 10, "read_timeout": 60, "retry_limit": 5, "retry_delay": 1.0}',
+    },
+}
+
+CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
+    "connect_timeout": {
+        "label": "Connect timeout (s)",
+        "description": "Seconds to wait for a TCP/TLS connection to WaveSpeed.",
+        "schema": {"type": ["number", "null"], "minimum": 0.1},
+    },
+    "read_timeout": {
+        "label": "Read timeout (s)",
+        "description": "Seconds to wait for each response (and between chunks of a transfer).",
+        "schema": {"type": ["number", "null"], "minimum": 0.1},
+    },
+    "retry_limit": {
+        "label": "Retry limit",
+        "description": "Retries of a failed request (status reads always; a submit only when it was "
+        "provably not accepted).",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+    },
+    "retry_delay": {
+        "label": "Retry delay (s)",
+        "description": "First backoff delay; it doubles per retry, with jitter, unless Retry-After says.",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow: the ``wavespeed`` connection type and its form."""
+    return {
+        "package-name": "airflow-provider-wavespeed",
+        "name": "WaveSpeed",
+        "description": "Run WaveSpeedAI models, first of all Sync Lipsync, from Apache Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "WaveSpeed",
+                "external-doc-url": "https://wavespeed.ai/docs",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "WaveSpeed",
+                "python-modules": ["airflow_provider_wavespeed.hooks.wavespeed"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "wavespeed",
+                "hook-class-name": "airflow_provider_wavespeed.hooks.wavespeed.WaveSpeedHook",
+                "hook-name": "WaveSpeed",
+                "conn-fields": CONNECTION_EXTRA_FIELDS,
+                "ui-field-behaviour": {
+                    key.replace("_", "-"): value for key, value in CONNECTION_UI_FIELD_BEHAVIOUR.items()
+                },
+            }
+        ],
+    }

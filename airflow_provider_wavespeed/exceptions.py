@@ -1,0 +1,159 @@
+"""The typed errors every module of the provider raises.
+
+Each error says what happened, to which request or prediction, and what to do next. None of them
+ever carries the API key: messages are built from status codes, API messages and ids only.
+"""
+
+from __future__ import annotations
+
+
+class WaveSpeedError(Exception):
+    """Base class of every error raised by the provider."""
+
+
+class WaveSpeedAPIError(WaveSpeedError):
+    """WaveSpeed answered a request with an error.
+
+    :param http_status: the HTTP status of the response.
+    :param api_code: the ``code`` of WaveSpeed's envelope, when the body had one.
+    :param api_message: the ``message`` of WaveSpeed's envelope (or a short excerpt of the body).
+    :param url: the URL that was requested.
+    :param request_id: the prediction concerned, when there is one.
+    :param retry_after: seconds the server asked us to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        http_status: int,
+        api_code: int | None = None,
+        api_message: str = "",
+        url: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.api_code = api_code
+        self.api_message = api_message
+        self.url = url
+        self.request_id = request_id
+        super().__init__(summary)
+
+
+class WaveSpeedAuthError(WaveSpeedAPIError):
+    """401 or 403: the key is wrong, not activated, or the account is suspended. Never retried."""
+
+
+class WaveSpeedNotFoundError(WaveSpeedAPIError):
+    """404: an unknown model path or prediction id."""
+
+
+class WaveSpeedRateLimitError(WaveSpeedAPIError):
+    """429: the account's rate limit was hit; the request was not accepted."""
+
+
+class WaveSpeedServerError(WaveSpeedAPIError):
+    """5xx: WaveSpeed or a gateway in front of it failed."""
+
+
+class WaveSpeedMalformedResponseError(WaveSpeedError):
+    """A response that is not the documented envelope: HTML, truncated JSON, a missing ``data.id``.
+
+    :param http_status: the HTTP status of the response.
+    :param url: the URL that was requested.
+    """
+
+    def __init__(self, summary: str, *, http_status: int, url: str = "") -> None:
+        self.http_status = http_status
+        self.url = url
+        super().__init__(summary)
+
+
+class WaveSpeedConnectionError(WaveSpeedError):
+    """The request failed below HTTP: refused, reset, dropped, or timed out.
+
+    :param request_sent: False only when the request provably never reached the server (the
+        connection could not be opened), which is what makes a non-idempotent POST safe to repeat.
+    :param url: the URL that was requested.
+    """
+
+    def __init__(self, summary: str, *, request_sent: bool, url: str = "") -> None:
+        self.request_sent = request_sent
+        self.url = url
+        super().__init__(summary)
+
+
+class WaveSpeedSubmissionUncertainError(WaveSpeedError):
+    """A submit was sent but its answer was lost, so a paid prediction may exist.
+
+    It is never retried automatically: a second POST would be a second charge.
+
+    :param model: the model path the submit was for.
+    :param submitted_at: ISO 8601 UTC time just before the submit, to find the prediction by.
+    """
+
+    def __init__(self, summary: str, *, model: str, submitted_at: str) -> None:
+        self.model = model
+        self.submitted_at = submitted_at
+        super().__init__(summary)
+
+
+class PredictionFailedError(WaveSpeedError):
+    """A prediction ended in ``failed``, ``cancelled``, ``timeout`` or ``deleted``.
+
+    :param request_id: the prediction's id.
+    :param status: the terminal status WaveSpeed reported.
+    :param error: WaveSpeed's error text.
+    :param error_code: WaveSpeed's numeric task error code (e.g. 1402), when it gave one.
+    """
+
+    def __init__(self, *, request_id: str, status: str, error: str, error_code: int | None) -> None:
+        self.request_id = request_id
+        self.status = status
+        self.error = error
+        self.error_code = error_code
+        code = f" [code {error_code}]" if error_code is not None else ""
+        hint = ERROR_CODE_HINTS.get(error_code or 0, "")
+        super().__init__(
+            f"WaveSpeed prediction {request_id} ended with status '{status}'{code}: "
+            f"{error or 'no error message'}{f'. {hint}' if hint else ''}"
+        )
+
+
+class PredictionWaitTimeoutError(WaveSpeedError):
+    """Waiting for a prediction took longer than allowed; the prediction itself may still run.
+
+    :param request_id: the prediction's id.
+    :param waited_seconds: how long we waited.
+    :param last_status: the last status seen.
+    """
+
+    def __init__(self, *, request_id: str, waited_seconds: float, last_status: str) -> None:
+        self.request_id = request_id
+        self.waited_seconds = waited_seconds
+        self.last_status = last_status
+        super().__init__(
+            f"Gave up waiting for WaveSpeed prediction {request_id} after {waited_seconds:.0f} s "
+            f"(last status '{last_status}'). It may still be running and billed at WaveSpeed: wait "
+            f"for it with PredictionSensor(request_id='{request_id}') instead of submitting again, "
+            "or raise the timeout."
+        )
+
+
+# What to do about WaveSpeed's documented task error codes (https://wavespeed.ai/docs/error-codes).
+ERROR_CODE_HINTS: dict[int, str] = {
+    1200: "The input was rejected by content moderation: change the input",
+    1400: "A required parameter is missing: check the model's inputs",
+    1401: "A parameter is invalid: check the model's inputs and their allowed values",
+    1402: (
+        "WaveSpeed could not download an input: every media URL must be publicly reachable "
+        "(pass a local path or object-storage URI instead and the provider uploads it)"
+    ),
+    1403: "The task failed while executing: check the inputs, then retry",
+    1405: "The task failed: check the inputs, then retry",
+    5000: "WaveSpeed had an internal error: retry later",
+    5003: "WaveSpeed was unavailable: retry later",
+    5004: "The task timed out at WaveSpeed: retry, or use shorter inputs",
+}

@@ -1,0 +1,185 @@
+"""Where media comes from and goes to: local paths, ``file://``, object storage, file objects.
+
+The hook streams every byte through here, so nothing ever holds a whole video in memory. Object
+storage (``s3://``, ``gs://``, ...) goes through Airflow's ``ObjectStoragePath``, imported only
+when such a URI is actually used: DAG parsing must not pay for fsspec.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+
+@runtime_checkable
+class _StoragePathLike(Protocol):
+    """What the provider needs of an ``ObjectStoragePath`` (Airflow 2's and 3's differ in class)."""
+
+    @property
+    def name(self) -> str: ...
+    def open(self, mode: str = ...) -> Any: ...
+    def stat(self) -> Any: ...
+
+
+MediaSource = str | os.PathLike[str] | IO[bytes] | _StoragePathLike
+"""A local path, a ``file://`` or object-storage URI, an ``ObjectStoragePath``, or a binary file object."""
+
+MediaDestination = str | os.PathLike[str] | _StoragePathLike
+"""A local path, a ``file://`` or object-storage URI, or an ``ObjectStoragePath``."""
+
+HTTP_SCHEMES = frozenset({"http", "https"})
+
+
+@dataclass(frozen=True)
+class OpenedMedia:
+    """A readable media stream with what an upload needs to announce it."""
+
+    stream: BinaryIO
+    filename: str
+    size: int | None
+    """Bytes left to read, or None for a stream that cannot tell (a pipe)."""
+
+
+def url_scheme(value: str) -> str:
+    """The URI scheme of ``value`` in lower case, or "" for a plain path (``C:\\x`` included)."""
+    scheme = urlsplit(value).scheme.lower()
+    return scheme if len(scheme) > 1 else ""
+
+
+def is_http_url(value: object) -> bool:
+    """True for an http(s) URL, which WaveSpeed fetches itself and is therefore never uploaded."""
+    return isinstance(value, str) and url_scheme(value) in HTTP_SCHEMES
+
+
+def local_path_of(value: str) -> Path | None:
+    """The local path a plain path or ``file://`` URI names; None for any other scheme."""
+    scheme = url_scheme(value)
+    if scheme == "file":
+        return Path(unquote(urlsplit(value).path))
+    return Path(value).expanduser() if not scheme else None
+
+
+def check_readable_file(path: Path, *, field: str) -> None:
+    """Raise a ValueError naming ``field`` unless ``path`` is an existing, readable regular file."""
+    if not path.exists():
+        raise ValueError(f"{field}: local file {str(path)!r} does not exist; pass an existing file or a URL")
+    if not path.is_file():
+        raise ValueError(f"{field}: {str(path)!r} is not a regular file (a directory?); pass a media file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{field}: local file {str(path)!r} is not readable by this process; fix its mode")
+
+
+@contextmanager
+def open_media(source: MediaSource, *, field: str = "source") -> Iterator[OpenedMedia]:
+    """Open ``source`` for a streamed read; a file object the caller passed is left open.
+
+    :param field: the argument's name, for error messages.
+    :raises ValueError: an http(s) URL (nothing to upload), a missing or unreadable file.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if is_http_url(text):
+            raise ValueError(
+                f"{field}: {text!r} is already a URL that WaveSpeed can fetch; pass it as an input "
+                "instead of uploading it"
+            )
+        local = local_path_of(text)
+        if local is None:
+            with _open_storage_path(object_storage_path(text)) as opened:
+                yield opened
+            return
+        check_readable_file(local, field=field)
+        with local.open("rb") as stream:
+            yield OpenedMedia(stream=stream, filename=local.name, size=local.stat().st_size)
+        return
+    if isinstance(source, _StoragePathLike) and not hasattr(source, "read"):
+        with _open_storage_path(source) as opened:
+            yield opened
+        return
+    yield OpenedMedia(
+        stream=source,  # type: ignore[arg-type]
+        filename=os.path.basename(str(getattr(source, "name", "") or "")) or "upload",
+        size=_remaining_size(source),  # type: ignore[arg-type]
+    )
+
+
+@contextmanager
+def atomic_destination(destination: MediaDestination, filename: str) -> Iterator[tuple[BinaryIO, str]]:
+    """Yield a writable stream and the final location; the file appears there only when complete.
+
+    Bytes go to a hidden ``.part`` sibling first, renamed into place after the block exits without
+    an error and deleted otherwise, so a failed or interrupted transfer never leaves a partial output
+    that a downstream task could mistake for a result.
+
+    :param destination: a directory (existing, or written with a trailing ``/``) to put ``filename``
+        in, or the full target path; local, ``file://`` or object storage.
+    """
+    text = os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else None
+    local = local_path_of(text) if text is not None else None
+    if local is not None:
+        assert text is not None
+        target = local / filename if text.endswith(("/", os.sep)) or local.is_dir() else local
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            with partial.open("wb") as stream:
+                yield stream, str(target)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return
+    storage = object_storage_path(text) if text is not None else destination
+    assert isinstance(storage, _StoragePathLike)
+    remote_target: Any = storage
+    if (text or str(storage)).endswith("/") or _is_storage_dir(storage):
+        remote_target = storage / filename  # type: ignore[operator]
+    remote_partial = remote_target.with_name(f".{remote_target.name}.{uuid.uuid4().hex}.part")
+    try:
+        with remote_partial.open("wb") as stream:
+            yield stream, str(remote_target)
+        remote_partial.rename(remote_target)
+    finally:
+        if remote_partial.exists():
+            remote_partial.unlink()
+
+
+def object_storage_path(uri: str) -> ObjectStoragePath:
+    """Airflow's ObjectStoragePath for ``uri``; ``scheme://conn_id@bucket/key`` selects a connection."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(uri)
+
+
+@contextmanager
+def _open_storage_path(path: _StoragePathLike) -> Iterator[OpenedMedia]:
+    size = int(path.stat().st_size)
+    with path.open("rb") as stream:
+        yield OpenedMedia(stream=stream, filename=path.name or "upload", size=size)
+
+
+def _is_storage_dir(path: _StoragePathLike) -> bool:
+    is_dir = getattr(path, "is_dir", None)
+    return bool(is_dir()) if callable(is_dir) else False
+
+
+def _remaining_size(stream: IO[bytes]) -> int | None:
+    """Bytes from the current position to the end, or None when the stream cannot seek."""
+    try:
+        if not stream.seekable():
+            return None
+        start = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - start

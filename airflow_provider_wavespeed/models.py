@@ -1,0 +1,350 @@
+"""WaveSpeed's API objects, parsed once.
+
+Every response body passes through :func:`parse_envelope`, and every prediction through
+:meth:`Prediction.from_api`; no other module indexes ``["data"]["status"]``. Anything that is not
+the documented shape becomes a typed error from :mod:`airflow_provider_wavespeed.exceptions`,
+never a ``KeyError`` or ``JSONDecodeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pendulum
+
+from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
+    WaveSpeedAPIError,
+    WaveSpeedAuthError,
+    WaveSpeedMalformedResponseError,
+    WaveSpeedNotFoundError,
+    WaveSpeedRateLimitError,
+    WaveSpeedServerError,
+)
+
+log = logging.getLogger(__name__)
+
+# How much of an unexpected body an error message quotes: enough to recognise a gateway's page.
+_BODY_EXCERPT_CHARS = 200
+
+
+class PredictionStatus(StrEnum):
+    """The statuses WaveSpeed documents, plus the terminal ones the official SDK knows."""
+
+    CREATED = "created"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    DELETED = "deleted"
+
+    @property
+    def is_failure(self) -> bool:
+        return self in _FAILURE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is PredictionStatus.COMPLETED or self.is_failure
+
+
+_FAILURE_STATUSES = frozenset(
+    {PredictionStatus.FAILED, PredictionStatus.CANCELLED, PredictionStatus.TIMEOUT, PredictionStatus.DELETED}
+)
+_KNOWN_STATUSES = {status.value: status for status in PredictionStatus}
+_unknown_statuses_logged: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One WaveSpeed prediction (a "task"), as the result and submit endpoints describe it.
+
+    ``status`` keeps WaveSpeed's raw string so that a status this provider does not know yet is
+    not lost; :attr:`state` maps it onto :class:`PredictionStatus`, and an unknown one counts as
+    still running (the official SDK does the same), logged once per value.
+    """
+
+    id: str
+    model: str
+    status: str
+    outputs: tuple[str, ...] = ()
+    has_nsfw_contents: tuple[bool, ...] = ()
+    result_url: str = ""
+    created_at: pendulum.DateTime | None = None
+    error: str = ""
+    error_code: int | None = None
+    inference_ms: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def state(self) -> PredictionStatus | None:
+        """The status as an enum member, or None when WaveSpeed sent one this provider does not know."""
+        return _KNOWN_STATUSES.get(self.status)
+
+    @property
+    def is_completed(self) -> bool:
+        return self.state is PredictionStatus.COMPLETED
+
+    @property
+    def is_failed(self) -> bool:
+        state = self.state
+        return state is not None and state.is_failure
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.is_completed or self.is_failed
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`PredictionFailedError` if the prediction ended in a failure status."""
+        if self.is_failed:
+            raise PredictionFailedError(
+                request_id=self.id, status=self.status, error=self.error, error_code=self.error_code
+            )
+
+    @classmethod
+    def from_api(cls, data: Any, *, url: str = "", http_status: int = 200) -> Prediction:
+        """Build a prediction from the ``data`` object of an envelope (or a webhook payload).
+
+        :raises WaveSpeedMalformedResponseError: ``data`` is not an object or has no ``id``.
+        """
+        if not isinstance(data, dict):
+            raise WaveSpeedMalformedResponseError(
+                f"WaveSpeed response from {url or 'the API'} has no prediction object in 'data' "
+                f"(got {type(data).__name__})",
+                http_status=http_status,
+                url=url,
+            )
+        request_id = data.get("id")
+        if not isinstance(request_id, str) or not request_id:
+            raise WaveSpeedMalformedResponseError(
+                f"WaveSpeed response from {url or 'the API'} has no prediction id ('data.id' is "
+                f"{request_id!r})",
+                http_status=http_status,
+                url=url,
+            )
+        status = str(data.get("status") or "")
+        if status not in _KNOWN_STATUSES and status not in _unknown_statuses_logged:
+            _unknown_statuses_logged.add(status)
+            log.warning(
+                "WaveSpeed reported status %r for prediction %s, which this provider does not know; "
+                "treating it as still running.",
+                status,
+                request_id,
+            )
+        urls = data.get("urls")
+        timings = data.get("timings")
+        return cls(
+            id=request_id,
+            model=str(data.get("model") or ""),
+            status=status,
+            outputs=tuple(str(output) for output in _as_list(data.get("outputs"))),
+            has_nsfw_contents=tuple(bool(flag) for flag in _as_list(data.get("has_nsfw_contents"))),
+            result_url=str(urls.get("get") or "") if isinstance(urls, dict) else "",
+            created_at=_parse_timestamp(data.get("created_at")),
+            error=str(data.get("error") or ""),
+            error_code=_as_int(data.get("code")),
+            inference_ms=_as_int(timings.get("inference")) if isinstance(timings, dict) else None,
+            raw=data,
+        )
+
+
+def parse_envelope(*, http_status: int, body: bytes, url: str, retry_after: float | None = None) -> Any:
+    """Return the ``data`` of a WaveSpeed envelope ``{code, message, data}``, or raise its error.
+
+    A task that failed still comes back as HTTP 200 with envelope ``code`` 200: that is a
+    successful *request* about a failed *prediction*, so it is returned, not raised; the
+    prediction's status decides.
+
+    :param retry_after: the response's ``Retry-After`` in seconds, passed on to 429/5xx errors.
+    """
+    payload, decode_problem = _decode_json(body)
+    if http_status >= 400:
+        api_code, api_message = _envelope_code_and_message(payload)
+        if decode_problem:
+            api_message = _describe_unexpected_body(body, decode_problem)
+        raise _api_error(http_status, api_code, api_message, url, retry_after)
+    if decode_problem:
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed answered {url} with HTTP {http_status} but "
+            f"{_describe_unexpected_body(body, decode_problem)}",
+            http_status=http_status,
+            url=url,
+        )
+    if not isinstance(payload, dict) or "code" not in payload:
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed answered {url} with HTTP {http_status} but the body is not the documented "
+            f"envelope {{code, message, data}}: {_excerpt(body)}",
+            http_status=http_status,
+            url=url,
+        )
+    api_code, api_message = _envelope_code_and_message(payload)
+    if api_code != 200:
+        raise _api_error(http_status, api_code, api_message, url, retry_after)
+    return payload.get("data")
+
+
+def _api_error(
+    http_status: int, api_code: int | None, api_message: str, url: str, retry_after: float | None
+) -> WaveSpeedAPIError:
+    """Map a failed request onto the error class that decides retrying; the envelope code counts too."""
+    # Under HTTP 200 an HTTP-like envelope code (e.g. 429) still says what kind of failure it is;
+    # task codes such as 1401 are not HTTP statuses.
+    http_like_code = api_code if api_code is not None and 400 <= api_code <= 599 else None
+    effective = http_status if http_status >= 400 else (http_like_code or http_status)
+    detail = api_message or "no message"
+    common: dict[str, Any] = {
+        "http_status": http_status,
+        "api_code": api_code,
+        "api_message": api_message,
+        "url": url,
+        "retry_after": retry_after,
+    }
+    if effective in (401, 403):
+        return WaveSpeedAuthError(
+            f"WaveSpeed rejected the API key (HTTP {effective}: {detail}). Check the password (API Key) "
+            "of the WaveSpeed connection: the key must exist, be activated by a top-up, and belong to an "
+            "account that is not suspended.",
+            **common,
+        )
+    if effective == 404:
+        return WaveSpeedNotFoundError(f"WaveSpeed found nothing at {url} (HTTP 404: {detail})", **common)
+    if effective == 429:
+        return WaveSpeedRateLimitError(
+            f"WaveSpeed rate limit hit at {url} (HTTP 429: {detail}); the request was not accepted. "
+            "Lower the concurrency (pool or max_active_tis_per_dag) or raise the account level.",
+            **common,
+        )
+    if effective >= 500:
+        return WaveSpeedServerError(f"WaveSpeed server error at {url} (HTTP {effective}: {detail})", **common)
+    return WaveSpeedAPIError(
+        f"WaveSpeed refused the request to {url} (HTTP {http_status}, code {api_code}: {detail})", **common
+    )
+
+
+def _decode_json(body: bytes) -> tuple[Any, str]:
+    """Return (payload, "") or (None, what is wrong with the body)."""
+    if not body.strip():
+        return None, "the body is empty"
+    try:
+        return json.loads(body), ""
+    except UnicodeDecodeError:
+        return None, "the body is not text"
+    except ValueError:
+        if body.lstrip()[:1] == b"<":
+            return None, "the body is an HTML page, not JSON (a gateway or proxy error page)"
+        return None, "the body is not valid JSON (truncated or garbled)"
+
+
+def _envelope_code_and_message(payload: Any) -> tuple[int | None, str]:
+    if not isinstance(payload, dict):
+        return None, ""
+    message = payload.get("message") or payload.get("error") or ""
+    return _as_int(payload.get("code")), str(message)
+
+
+def _describe_unexpected_body(body: bytes, problem: str) -> str:
+    return f"{problem}: {_excerpt(body)}" if body.strip() else problem
+
+
+def _excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    return repr(text[:_BODY_EXCERPT_CHARS] + ("..." if len(text) > _BODY_EXCERPT_CHARS else ""))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _parse_timestamp(value: Any) -> pendulum.DateTime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = pendulum.parse(value)
+    except ValueError:  # pendulum's ParserError is a ValueError
+        log.warning("Ignoring WaveSpeed timestamp %r that is not ISO 8601", value)
+        return None
+    return parsed if isinstance(parsed, pendulum.DateTime) else None
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """The answer of ``POST /api/v3/media/uploads``: where to PUT the bytes, and the file's URL after."""
+
+    download_url: str
+    put_url: str
+    put_headers: dict[str, str]
+
+    @classmethod
+    def from_api(cls, data: Any, *, url: str) -> UploadTicket:
+        upload = data.get("upload") if isinstance(data, dict) else None
+        download_url = data.get("download_url") if isinstance(data, dict) else None
+        if (
+            not isinstance(upload, dict)
+            or str(upload.get("method", "")).upper() != "PUT"
+            or not upload.get("url")
+            or not download_url
+        ):
+            raise WaveSpeedMalformedResponseError(
+                f"WaveSpeed's upload ticket from {url} lacks a PUT instruction or a download_url",
+                http_status=200,
+                url=url,
+            )
+        headers = upload.get("headers")
+        return cls(
+            download_url=str(download_url),
+            put_url=str(upload["url"]),
+            put_headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {},
+        )
+
+
+def download_url_from_api(data: Any, *, url: str) -> str:
+    """The ``data.download_url`` of ``POST /api/v3/media/upload/binary``."""
+    download_url = data.get("download_url") if isinstance(data, dict) else None
+    if not isinstance(download_url, str) or not download_url:
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed's upload answer from {url} has no download_url", http_status=200, url=url
+        )
+    return download_url
+
+
+def balance_from_api(data: Any, *, url: str) -> float:
+    """The ``data.balance`` (USD) of ``GET /api/v3/balance``."""
+    balance = data.get("balance") if isinstance(data, dict) else None
+    if isinstance(balance, bool) or not isinstance(balance, (int, float, str)):
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed's balance answer from {url} has no numeric data.balance", http_status=200, url=url
+        )
+    try:
+        return float(balance)
+    except ValueError:
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed's balance answer from {url} has a non-numeric balance {balance!r}",
+            http_status=200,
+            url=url,
+        ) from None
+
+
+def predictions_from_api(data: Any, *, url: str) -> list[Prediction]:
+    """The ``data.items`` of ``POST /api/v3/predictions`` (the history of the last 7 days)."""
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed's prediction list from {url} has no data.items list", http_status=200, url=url
+        )
+    return [Prediction.from_api(item, url=url) for item in items]

@@ -1,0 +1,49 @@
+"""Test set-up shared by every suite: an isolated AIRFLOW_HOME, connections from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+# Before Airflow is imported anywhere: never touch a developer's ~/airflow or a real database.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="wavespeed-tests-airflow-home-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+pytest_plugins = ["tests.emulator_fixtures"]
+
+TEST_API_KEY = "wsk-test-0123456789abcdef"
+
+
+@pytest.fixture
+def wavespeed_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Define a WaveSpeed connection through ``AIRFLOW_CONN_*`` (no database needed)."""
+
+    def define(
+        *,
+        host: str = "https://api.wavespeed.test",
+        password: str = TEST_API_KEY,
+        extra: dict[str, Any] | None = None,
+        conn_id: str = "wavespeed_default",
+        port: int | None = None,
+    ) -> None:
+        connection: dict[str, Any] = {"conn_type": "wavespeed", "host": host, "password": password}
+        if port is not None:
+            connection["port"] = port
+        # Fast retries: the tests count attempts, they do not wait for real backoff.
+        connection["extra"] = {"retry_delay": 0, **(extra or {})}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+
+    return define
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own key must never leak into a test run."""
+    monkeypatch.delenv("WAVESPEED_API_KEY", raising=False)
+    monkeypatch.delenv("WAVESPEED_BASE_URL", raising=False)
