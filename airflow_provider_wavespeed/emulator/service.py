@@ -1,0 +1,222 @@
+"""The emulated WaveSpeed backend: the account's predictions, files, balance and webhooks.
+
+It knows nothing of HTTP; `app` parses requests and calls it. All of it runs on the emulator's
+event loop, which is what lets it use plain dicts and counters without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
+from airflow_provider_wavespeed.emulator.media import MediaStore
+from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
+from airflow_provider_wavespeed.emulator.predictions import (
+    Prediction,
+    PredictionStatus,
+    PredictionStore,
+    wait_until_finished,
+)
+from airflow_provider_wavespeed.emulator.stats import EmulatorStats
+from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Iterable
+    from pathlib import Path
+
+    from airflow_provider_wavespeed.emulator.catalog import ModelSpec
+    from airflow_provider_wavespeed.emulator.config import EmulatorConfig
+
+logger = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_CODE = 5004
+
+
+class WaveSpeedService:
+    """One emulated WaveSpeed account and the work its predictions do in the background."""
+
+    def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
+        self.config = config
+        self.stats = EmulatorStats()
+        self.predictions = PredictionStore()
+        self.media = MediaStore(data_dir)
+        self.faults = FaultInjector(self.stats, config.seed)
+        self.faults.configure(config.faults)
+        self.webhooks = WebhookSender(
+            secret=new_webhook_secret(),
+            attempts=config.webhook_attempts,
+            retry_seconds=config.webhook_retry_seconds,
+            on_delivery=self.stats.record_webhook,
+        )
+        self.balance = config.balance
+        self._rng = random.Random(config.seed)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def is_authorized(self, authorization: str | None) -> bool:
+        """True when the Authorization header carries this account's key as a Bearer token."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.config.api_key.encode())
+
+    def submit(
+        self,
+        model: ModelSpec,
+        inputs: dict[str, Any],
+        *,
+        base_url: str,
+        webhook_url: str | None,
+        base64_output: bool,
+    ) -> Prediction:
+        """Create a prediction from validated inputs and start what it needs in the background."""
+        local_inputs = {
+            field: path
+            for field, value in inputs.items()
+            if isinstance(value, str) and (path := self.media.local_file(value, base_url)) is not None
+        }
+        outcome = plan_outcome(
+            inputs,
+            seconds_range=self.config.prediction_seconds,
+            rng=self._rng,
+            unreadable_fields={field for field, path in local_inputs.items() if not path.is_file()},
+        )
+        prediction = self.predictions.create(
+            model=model,
+            inputs=inputs,
+            outcome=outcome,
+            queue_seconds=self.config.queue_seconds,
+            base64_output=base64_output,
+        )
+        self.stats.record_submit(model.path, inputs)
+        self.balance -= self.config.price_per_submit
+        if not outcome.failed:
+            prediction.production = self._spawn(self._produce_outputs(prediction, local_inputs))
+        if webhook_url is not None:
+            self._spawn(self._notify(prediction, webhook_url, base_url))
+        return prediction
+
+    async def describe(self, prediction: Prediction, base_url: str, now: float | None = None) -> dict[str, Any]:
+        """The prediction as the API shows it at ``now`` (default: the current time)."""
+        now = time.time() if now is None else now
+        outputs: list[str] = []
+        if prediction.status(now) is PredictionStatus.COMPLETED:
+            if prediction.base64_output:
+                outputs = [await self.media.read_base64(prediction.id, name) for name in prediction.output_names]
+            else:
+                outputs = [
+                    base_url + self.media.output_url_path(prediction.id, name) for name in prediction.output_names
+                ]
+        return prediction.describe(now=now, result_url=result_url(base_url, prediction.id), outputs=outputs)
+
+    async def describe_in_sync_mode(self, prediction: Prediction, base_url: str) -> dict[str, Any]:
+        """Wait for the end like a sync-mode submit; past the sync wait, answer "still processing" (5004)."""
+        wait = self.config.sync_wait_seconds
+        try:
+            await asyncio.wait_for(wait_until_finished(prediction), wait)
+        except TimeoutError:
+            return {
+                **await self.describe(prediction, base_url),
+                "status": PredictionStatus.PROCESSING.value,
+                "code": SYNC_TIMEOUT_CODE,
+                "error": f"Sync mode timed out after {wait:g} seconds. "
+                "The prediction is still processing asynchronously.",
+            }
+        return await self.describe(prediction, base_url)
+
+    def delete_predictions(self, prediction_ids: Iterable[str]) -> int:
+        """Delete predictions and their outputs for good; return how many existed."""
+        removed = self.predictions.remove(prediction_ids)
+        for prediction in removed:
+            self.media.remove_outputs(prediction.id)
+        return len(removed)
+
+    def reset(self) -> None:
+        """Start over: no predictions, outputs, stats or faults; the initial balance.
+
+        Uploads and the webhook secret stay, as a client may still hold their URLs and key.
+        """
+        self._cancel_background()
+        self.predictions.clear()
+        self.media.clear_outputs()
+        self.stats.clear()
+        self.faults.configure(FaultConfig())
+        self.balance = self.config.balance
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The counters plus each prediction's timeline, for ``GET /_emulator/stats``."""
+        now = time.time()
+        return {
+            **self.stats.snapshot(),
+            "balance": self.balance,
+            "predictions": {
+                prediction.id: {
+                    "model": prediction.model.path,
+                    "status": prediction.status(now).value,
+                    "created_at": prediction.created_at,
+                    "completed_at": prediction.completed_at(now),
+                }
+                for prediction in self.predictions
+            },
+        }
+
+    async def close(self) -> None:
+        """Stop background work; output writes already in a thread finish first, so none outlives the data dir."""
+        await asyncio.gather(*self._cancel_background(), return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_default_executor()
+        await self.webhooks.close()
+
+    def _cancel_background(self) -> list[asyncio.Task[None]]:
+        """Cancel output writes and webhook waits; returns the cancelled tasks to await if wanted."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    async def _produce_outputs(self, prediction: Prediction, local_inputs: dict[str, Path]) -> None:
+        try:
+            name = await self.media.write_output(
+                prediction.id, prediction.model.output, prediction.inputs, local_inputs
+            )
+        except OSError:
+            logger.exception("Could not write the output of prediction %s; it will fail", prediction.id)
+            prediction.outcome = replace(
+                prediction.outcome, error_code=TASK_EXECUTION_FAILED, error=TASK_ERRORS[TASK_EXECUTION_FAILED]
+            )
+            return
+        prediction.output_names = (name,)
+        prediction.outputs_ready_at = time.time()
+
+    async def _notify(self, prediction: Prediction, url: str, base_url: str) -> None:
+        """Post the webhook once the prediction ends; a prediction deleted first sends none."""
+        await wait_until_finished(prediction)
+        data = await self.describe(prediction, base_url)
+        status = PredictionStatus(data["status"])
+        if status not in (PredictionStatus.COMPLETED, PredictionStatus.FAILED):
+            return
+        payload = {
+            "id": data["id"],
+            "model": data["model"],
+            "input": prediction.inputs,
+            **({"outputs": data["outputs"]} if status is PredictionStatus.COMPLETED else {}),
+            "urls": data["urls"],
+            "has_nsfw_contents": data["has_nsfw_contents"],
+            "status": data["status"],
+            "created_at": data["created_at"],
+            "error": data["error"],
+        }
+        await self.webhooks.deliver(prediction.id, url, payload)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` in the background, holding a reference so it is not garbage-collected."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+
+def result_url(base_url: str, prediction_id: str) -> str:
+    return f"{base_url}/api/v3/predictions/{prediction_id}/result"
