@@ -61,12 +61,17 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {
-                "integration-name": "WaveSpeed",
-                "python-modules": ["airflow_provider_wavespeed.hooks.wavespeed"],
-            }
+        "operators": [
+            {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.operators.lipsync"]}
         ],
+        "sensors": [
+            {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.sensors.prediction"]}
+        ],
+        "hooks": [{"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.hooks.wavespeed"]}],
+        "triggers": [
+            {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.triggers.prediction"]}
+        ],
+        "extra-links": ["airflow_provider_wavespeed.links.WaveSpeedOutputLink"],
         "connection-types": [
             {
                 "connection-type": "wavespeed",

@@ -20,6 +20,7 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     WaveSpeedAPIError,
     WaveSpeedAuthError,
+    WaveSpeedError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
@@ -105,6 +106,32 @@ class Prediction:
                 request_id=self.id, status=self.status, error=self.error, error_code=self.error_code
             )
 
+    def raise_for_unusable_output(self, *, fail_on_nsfw: bool) -> None:
+        """Raise :class:`WaveSpeedError` for a completed prediction whose outputs cannot be used."""
+        if not self.outputs:
+            raise WaveSpeedError(
+                f"WaveSpeed prediction {self.id} is '{self.status}' but returned no outputs; nothing to "
+                "pass on. Look at it in WaveSpeed's dashboard, then retry the task to run it again."
+            )
+        if fail_on_nsfw and any(self.has_nsfw_contents):
+            raise WaveSpeedError(
+                f"WaveSpeed flagged the output of prediction {self.id} as NSFW (has_nsfw_contents="
+                f"{list(self.has_nsfw_contents)}) and fail_on_nsfw=True. Check the inputs, or set "
+                "fail_on_nsfw=False to accept flagged outputs."
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """The small, JSON-safe result a task returns through XCom: references, never media bytes."""
+        return {
+            "request_id": self.id,
+            "model": self.model,
+            "status": self.status,
+            "outputs": list(self.outputs),
+            "has_nsfw_contents": list(self.has_nsfw_contents),
+            "inference_ms": self.inference_ms,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
     @classmethod
     def from_api(cls, data: Any, *, url: str = "", http_status: int = 200) -> Prediction:
         """Build a prediction from the ``data`` object of an envelope (or a webhook payload).
@@ -121,8 +148,7 @@ class Prediction:
         request_id = data.get("id")
         if not isinstance(request_id, str) or not request_id:
             raise WaveSpeedMalformedResponseError(
-                f"WaveSpeed response from {url or 'the API'} has no prediction id ('data.id' is "
-                f"{request_id!r})",
+                f"WaveSpeed response from {url or 'the API'} has no prediction id ('data.id' is {request_id!r})",
                 http_status=http_status,
                 url=url,
             )
@@ -169,8 +195,7 @@ def parse_envelope(*, http_status: int, body: bytes, url: str, retry_after: floa
         raise _api_error(http_status, api_code, api_message, url, retry_after)
     if decode_problem:
         raise WaveSpeedMalformedResponseError(
-            f"WaveSpeed answered {url} with HTTP {http_status} but "
-            f"{_describe_unexpected_body(body, decode_problem)}",
+            f"WaveSpeed answered {url} with HTTP {http_status} but {_describe_unexpected_body(body, decode_problem)}",
             http_status=http_status,
             url=url,
         )

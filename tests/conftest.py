@@ -14,6 +14,20 @@ import pytest
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="wavespeed-tests-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Airflow 2's unit-test config picks the LocalExecutor, which refuses SQLite (dag.test() checks it for
+# sensors) unless this flag of Airflow's own test suite is set; Airflow 3 has no such check.
+os.environ.setdefault("_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK", "1")
+# dag.test() on Airflow 3 runs a DAG from its DAG bundle: the tests' own DAGs and the examples.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_DAGS = os.path.join(REPO, "tests", "integration", "dags")
+EXAMPLE_DAGS = os.path.join(REPO, "example_dags")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = TEST_DAGS
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": path}}
+        for name, path in (("provider-test-dags", TEST_DAGS), ("example-dags", EXAMPLE_DAGS))
+    ]
+)
 
 pytest_plugins = ["tests.emulator_fixtures"]
 

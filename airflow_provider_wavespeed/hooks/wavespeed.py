@@ -24,7 +24,8 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any, TypeVar
@@ -71,6 +72,12 @@ from airflow_provider_wavespeed.models import (
     download_url_from_api,
     parse_envelope,
     predictions_from_api,
+)
+from airflow_provider_wavespeed.polling import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    check_poll_intervals,
+    next_poll_delay,
 )
 
 log = logging.getLogger(__name__)
@@ -189,9 +196,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
 def _requests_error(error: requests.RequestException, url: str) -> WaveSpeedConnectionError:
     """Classify a ``requests`` failure; only a connection that never opened proves nothing was sent."""
     reason = getattr(error.args[0], "reason", None) if error.args else None
-    never_sent = isinstance(error, requests.ConnectTimeout) or isinstance(
-        reason, urllib3.exceptions.NewConnectionError
-    )
+    never_sent = isinstance(error, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.NewConnectionError)
     kind = "could not connect" if never_sent else "connection failed or timed out after sending"
     return WaveSpeedConnectionError(
         f"WaveSpeed request to {url} {kind}: {type(error).__name__}", request_sent=not never_sent, url=url
@@ -207,10 +212,23 @@ def _aiohttp_error(error: Exception, url: str) -> WaveSpeedConnectionError:
     )
 
 
+@dataclass
+class _LoopSession:
+    session: aiohttp.ClientSession
+    holders: int = 0
+
+
 # One aiohttp session per event loop, shared by every hook (and so every trigger) on that loop.
-_shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
+_shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = weakref.WeakKeyDictionary()
+
+
+def _loop_session() -> _LoopSession:
+    loop = asyncio.get_running_loop()
+    entry = _shared_sessions.get(loop)
+    if entry is None or entry.session.closed:
+        entry = _LoopSession(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)))
+        _shared_sessions[loop] = entry
+    return entry
 
 
 def shared_client_session() -> aiohttp.ClientSession:
@@ -219,21 +237,34 @@ def shared_client_session() -> aiohttp.ClientSession:
     It carries no credentials (each request sends its own headers), so triggers of different
     connections can share its connection pool safely.
     """
-    loop = asyncio.get_running_loop()
-    session = _shared_sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None), raise_for_status=False, auto_decompress=True
-        )
-        _shared_sessions[loop] = session
-    return session
+    return _loop_session().session
+
+
+@asynccontextmanager
+async def holding_shared_client_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Keep the loop's shared session open for the block; the last holder to leave closes it.
+
+    The triggerer's loop outlives its triggers, so there the session lives as long as any trigger
+    runs; ``dag.test()`` runs each trigger in a short-lived loop, which must not be left with an
+    open session behind it.
+    """
+    entry = _loop_session()
+    entry.holders += 1
+    try:
+        yield entry.session
+    finally:
+        entry.holders -= 1
+        if entry.holders == 0:
+            if _shared_sessions.get(asyncio.get_running_loop()) is entry:
+                del _shared_sessions[asyncio.get_running_loop()]
+            await entry.session.close()
 
 
 async def close_shared_client_session() -> None:
     """Close the running loop's shared session: for code that owns its loop (tests, benchmarks)."""
-    session = _shared_sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None:
-        await session.close()
+    entry = _shared_sessions.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        await entry.session.close()
 
 
 class WaveSpeedHook(BaseHook):
@@ -464,39 +495,38 @@ class WaveSpeedHook(BaseHook):
         return Prediction.from_api(data, url=f"{self.base_url}{path}")
 
     def wait_for_prediction(
-        self, request_id: str, *, timeout: float | None = None, poll_interval: float = 5.0
+        self,
+        request_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
     ) -> Prediction:
-        """Poll until the prediction ends; return it when completed.
+        """Poll until the prediction ends, on the adaptive schedule of :mod:`..polling`; return it.
 
         :param timeout: seconds to wait at most (None: no limit).
-        :param poll_interval: seconds between polls; WaveSpeed asks for at least 5 s for video.
+        :param poll_interval: the first interval between polls (WaveSpeed asks >= 5 s for video).
+        :param max_poll_interval: the longest interval the schedule grows to.
         :raises PredictionFailedError: it ended failed, cancelled, timed out or deleted.
         :raises PredictionWaitTimeoutError: ``timeout`` passed first; the prediction may still run.
         """
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval={poll_interval!r} must be a positive number of seconds")
+        check_poll_intervals(poll_interval, max_poll_interval)
         started = time.monotonic()
         last_status = ""
         while True:
             prediction = self.get_prediction(request_id)
+            waited = time.monotonic() - started
             if prediction.status != last_status:
-                log.info(
-                    "WaveSpeed prediction %s is %s (after %.0f s)",
-                    request_id,
-                    prediction.status,
-                    time.monotonic() - started,
-                )
+                log.info("WaveSpeed prediction %s is %s (after %.0f s)", request_id, prediction.status, waited)
                 last_status = prediction.status
             prediction.raise_for_failure()
             if prediction.is_completed:
                 return prediction
-            waited = time.monotonic() - started
             if timeout is not None and waited >= timeout:
-                raise PredictionWaitTimeoutError(
-                    request_id=request_id, waited_seconds=waited, last_status=last_status
-                )
+                raise PredictionWaitTimeoutError(request_id=request_id, waited_seconds=waited, last_status=last_status)
+            delay = next_poll_delay(waited, poll_interval=poll_interval, max_poll_interval=max_poll_interval)
             # The last sleep is cut short so the final poll lands on the deadline, not after it.
-            time.sleep(poll_interval if timeout is None else min(poll_interval, timeout - waited))
+            time.sleep(delay if timeout is None else min(delay, timeout - waited))
 
     def list_predictions(
         self,
@@ -571,7 +601,7 @@ class WaveSpeedHook(BaseHook):
                 )
 
         self._with_retries(settings, put_once, idempotent=True)
-        log.info("Uploaded %s (%d bytes) to WaveSpeed", media.filename, size)
+        log.info("Uploaded %s (%d bytes) to WaveSpeed: %s", media.filename, size, ticket.download_url)
         return ticket.download_url
 
     def _upload_multipart(self, media: OpenedMedia) -> str:
@@ -609,7 +639,7 @@ class WaveSpeedHook(BaseHook):
 
         # Not idempotent in practice: after the first byte is read the stream cannot be replayed.
         download_url = self._with_retries(settings, send_once, idempotent=False)
-        log.info("Uploaded %s (streamed) to WaveSpeed", media.filename)
+        log.info("Uploaded %s (streamed) to WaveSpeed: %s", media.filename, download_url)
         return download_url
 
     def download(self, url: str, destination: MediaDestination, *, filename: str | None = None) -> str:

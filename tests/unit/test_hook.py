@@ -175,9 +175,7 @@ def test_submit_passes_the_webhook_as_query_parameter(hook, requests_mock):
     assert requests_mock.last_request.qs == {"webhook": ["https://hooks.example.test/done?x=1"]}
 
 
-@pytest.mark.parametrize(
-    "model", ["", "lipsync", "sync/", "/sync/x", "sync//x", "sync/../balance", 5, "a/b?c"]
-)
+@pytest.mark.parametrize("model", ["", "lipsync", "sync/", "/sync/x", "sync//x", "sync/../balance", 5, "a/b?c"])
 def test_submit_rejects_a_bad_model_path_before_sending(hook, requests_mock, model):
     with pytest.raises(ValueError, match="model=.*owner/model"):
         hook.submit(model, INPUTS)
@@ -357,9 +355,7 @@ def test_wait_for_prediction_polls_until_completed(hook, requests_mock, caplog):
         done = hook.wait_for_prediction("req-1", poll_interval=5)
     assert done.outputs == ("https://cdn.test/out.mp4",)
     assert [call.args[0] for call in sleep.call_args_list] == [5, 5]
-    changes = [
-        r.getMessage() for r in caplog.records if "is " in r.getMessage() and "req-1" in r.getMessage()
-    ]
+    changes = [r.getMessage() for r in caplog.records if "is " in r.getMessage() and "req-1" in r.getMessage()]
     assert [m.split(" is ")[1].split(" ")[0] for m in changes] == ["created", "processing", "completed"]
 
 
@@ -474,9 +470,7 @@ def test_upload_of_a_stream_without_size_streams_multipart(hook, requests_mock):
 
     route = requests_mock.post(
         f"{BASE}/api/v3/media/upload/binary",
-        json=envelope(
-            {"type": "audio", "download_url": "https://cdn.test/a.wav", "filename": "a", "size": 11}
-        ),
+        json=envelope({"type": "audio", "download_url": "https://cdn.test/a.wav", "filename": "a", "size": 11}),
     )
     assert hook.upload(Pipe()) == "https://cdn.test/a.wav"
     body = b"".join(route.last_request.body)
@@ -601,9 +595,7 @@ def test_retry_predicate(error, read, submit):
 
 def test_no_log_line_carries_the_key(hook, requests_mock, caplog):
     caplog.set_level(logging.DEBUG)
-    requests_mock.get(
-        RESULT_URL, [{"status_code": 500, "json": envelope(None, 500, "x")}, {"json": prediction()}]
-    )
+    requests_mock.get(RESULT_URL, [{"status_code": 500, "json": envelope(None, 500, "x")}, {"json": prediction()}])
     hook.get_prediction("req-1")
     assert caplog.records
     assert all(TEST_API_KEY not in r.getMessage() for r in caplog.records)

@@ -56,9 +56,7 @@ async def test_connection_is_fetched_with_the_async_lookup_never_the_sync_one(ho
     api.add("GET", RESULT_PATH, Reply(json_body=prediction()))
     with (
         mock.patch.object(WaveSpeedHook, "get_connection", side_effect=AssertionError("sync lookup")),
-        mock.patch.object(
-            hook_module, "get_async_connection", wraps=hook_module.get_async_connection
-        ) as lookup,
+        mock.patch.object(hook_module, "get_async_connection", wraps=hook_module.get_async_connection) as lookup,
     ):
         await hook.aget_prediction("req-1")
         await hook.aget_prediction("req-1")

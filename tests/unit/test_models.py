@@ -41,9 +41,7 @@ def prediction_data(**overrides: object) -> dict[str, object]:
 
 
 def test_prediction_is_parsed_once_with_every_documented_field():
-    prediction = Prediction.from_api(
-        parse_envelope(http_status=200, body=envelope(prediction_data()), url=URL)
-    )
+    prediction = Prediction.from_api(parse_envelope(http_status=200, body=envelope(prediction_data()), url=URL))
 
     assert prediction.id == "abc"
     assert prediction.model == "sync/lipsync-1.9.0-beta"

@@ -1,0 +1,384 @@
+"""LipsyncOperator, and the operator it builds on that runs any WaveSpeed model.
+
+DAG files import this module at every parse, so it imports no HTTP client: the hook and the
+trigger are imported when a task runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_wavespeed.exceptions import WaveSpeedNotFoundError
+from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.media import check_readable_file, is_http_url, local_path_of, url_scheme
+from airflow_provider_wavespeed.polling import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    check_poll_intervals,
+)
+from airflow_provider_wavespeed.resume import SubmittedPredictionRecord
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+    from airflow_provider_wavespeed.models import Prediction
+
+LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
+SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
+"""How the model reconciles a video and an audio of different lengths (see the README)."""
+
+DEFAULT_TIMEOUT = timedelta(hours=2)
+# The framework's defer timeout sits this far past the trigger's own deadline, so the trigger's
+# clean timeout event (which names the prediction) arrives before a generic framework timeout.
+_DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
+
+
+def _is_templated(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+class WaveSpeedRunModelOperator(BaseOperator):
+    """Run any WaveSpeed model: submit a prediction and, by default, wait for it.
+
+    The prediction is submitted on the worker, its id pushed to XCom (``request_id``) at once and
+    recorded so that a retry resumes it instead of paying for another (see
+    :mod:`airflow_provider_wavespeed.resume`). Waiting is deferrable (recommended: no worker slot
+    is held while the model runs) or polls on the worker.
+
+    Returns (through XCom) a small dict: ``request_id``, ``model``, ``status``, ``outputs`` (URLs),
+    ``stored_outputs`` (with ``output_path``), ``has_nsfw_contents``, ``inference_ms``.
+
+    :param model: the model path, e.g. ``sync/lipsync-1.9.0-beta``. Templated.
+    :param inputs: the model's inputs. Templated.
+    :param media_inputs: names of inputs that hold media: a local path, ``file://`` or
+        object-storage URI (``s3://``, ``gs://``, ...) there is uploaded (streamed) and replaced by
+        its URL; an http(s) URL is passed through.
+    :param wavespeed_conn_id: the Airflow connection holding the API key.
+    :param wait_for_completion: wait for the prediction to end (else return right after submit and
+        wait downstream with :class:`~airflow_provider_wavespeed.sensors.prediction.PredictionSensor`).
+    :param deferrable: wait in the triggerer instead of on a worker. Recommended; the default
+        follows ``[operators] default_deferrable``.
+    :param poll_interval: the first interval between status checks, in seconds.
+    :param max_poll_interval: the longest interval checks back off to, in seconds.
+    :param timeout: how long to wait for the prediction (seconds or timedelta).
+    :param output_path: where to copy every output, streamed, because WaveSpeed deletes outputs
+        after 7 days: local, ``file://``, object storage (``s3://...``) or an ``ObjectStoragePath``.
+        A directory (written with a trailing ``/``, or existing) receives ``<request_id>[_<n>].<ext>``;
+        any other path is the file itself (``<stem>_<n><ext>`` for several outputs). Templated.
+    :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
+    :param webhook: an https URL WaveSpeed POSTs the result to when the prediction ends. Templated.
+    """
+
+    template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
+    template_fields_renderers = {"inputs": "json"}
+    operator_extra_links = (WaveSpeedOutputLink(),)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        inputs: Mapping[str, Any] | str,
+        media_inputs: Sequence[str] = (),
+        wavespeed_conn_id: str = "wavespeed_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        output_path: Any = None,
+        fail_on_nsfw: bool = False,
+        webhook: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_poll_intervals(poll_interval, max_poll_interval)
+        timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        if not timeout_seconds > 0:
+            raise ValueError(f"timeout={timeout!r} must be a positive duration (seconds or timedelta)")
+        if not isinstance(inputs, (Mapping, str)):
+            raise ValueError(f"inputs must be a mapping of input names to values, got {type(inputs).__name__}")
+        self.model = model
+        self.inputs = inputs
+        self.media_inputs = tuple(media_inputs)
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
+        self.timeout_seconds = timeout_seconds
+        self.output_path = output_path
+        self.fail_on_nsfw = fail_on_nsfw
+        self.webhook = webhook
+        self.request_id: str | None = None
+
+    @cached_property
+    def hook(self) -> WaveSpeedHook:
+        from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+
+        return WaveSpeedHook(self.wavespeed_conn_id)
+
+    def rendered_inputs(self) -> Any:
+        """The model's inputs as rendered, before any check."""
+        return self.inputs
+
+    def model_inputs(self) -> dict[str, Any]:
+        """The rendered inputs, checked; raises ValueError naming the field before anything is paid."""
+        rendered = self.rendered_inputs()
+        if not isinstance(rendered, Mapping):
+            raise ValueError(
+                f"inputs rendered to {type(rendered).__name__} {rendered!r}; it must be a mapping "
+                "(use render_template_as_native_obj=True on the DAG to template a whole dict)"
+            )
+        inputs = dict(rendered)
+        for field in self.media_inputs:
+            _check_media_input(field, inputs.get(field))
+        return inputs
+
+    # -- execution --------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        inputs = self.model_inputs()
+        _check_output_path(self.output_path)
+        record = SubmittedPredictionRecord(context)
+        prediction = self._resume_earlier_prediction(record) or self._submit(inputs, record)
+        self.request_id = prediction.id
+        context["ti"].xcom_push(key="request_id", value=prediction.id)
+        context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
+        if not self.wait_for_completion:
+            record.forget()
+            return prediction.summary()
+        if not prediction.is_terminal:
+            prediction = self.hook.get_prediction(prediction.id)
+        if prediction.is_terminal:
+            return self._finish(context, prediction, record)
+        if self.deferrable:
+            self._defer(prediction)
+        completed = self.hook.wait_for_prediction(
+            prediction.id,
+            timeout=self.timeout_seconds,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+        )
+        return self._finish(context, completed, record)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: validate its event, then finish like ``execute``."""
+        from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
+
+        prediction = prediction_from_event(event)
+        self.request_id = prediction.id
+        return self._finish(context, prediction, SubmittedPredictionRecord(context))
+
+    def on_kill(self) -> None:
+        if self.request_id:
+            self.log.warning(
+                "Task killed: WaveSpeed prediction %s may still be running and billed (WaveSpeed has no "
+                "cancel API). Collect its result with PredictionSensor(request_id='%s').",
+                self.request_id,
+                self.request_id,
+            )
+
+    def _resume_earlier_prediction(self, record: SubmittedPredictionRecord) -> Prediction | None:
+        request_id = record.recall()
+        if not request_id:
+            return None
+        try:
+            earlier = self.hook.get_prediction(request_id)
+        except WaveSpeedNotFoundError:
+            self.log.warning(
+                "An earlier try submitted WaveSpeed prediction %s, which WaveSpeed no longer knows; "
+                "submitting a new one.",
+                request_id,
+            )
+            return None
+        if earlier.is_failed:
+            self.log.warning(
+                "An earlier try's WaveSpeed prediction %s ended '%s' (%s); submitting a new one.",
+                request_id,
+                earlier.status,
+                earlier.error or "no error message",
+            )
+            return None
+        self.log.info(
+            "Resuming WaveSpeed prediction %s (%s) submitted by an earlier try, instead of paying for a "
+            "new one (recorded in the %s).",
+            request_id,
+            earlier.status,
+            record.backend,
+        )
+        return earlier
+
+    def _submit(self, inputs: dict[str, Any], record: SubmittedPredictionRecord) -> Prediction:
+        for field in self.media_inputs:
+            value = inputs[field]
+            if not is_http_url(value):
+                inputs[field] = self.hook.upload(value)
+        prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
+        record.remember(prediction.id)
+        return prediction
+
+    def _defer(self, prediction: Prediction) -> None:
+        from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
+
+        submitted_at = prediction.created_at.timestamp() if prediction.created_at else time.time()
+        self.defer(
+            trigger=PredictionTrigger(
+                request_id=prediction.id,
+                end_time=time.time() + self.timeout_seconds,
+                submitted_at=submitted_at,
+                wavespeed_conn_id=self.wavespeed_conn_id,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
+        )
+
+    def _finish(self, context: Context, prediction: Prediction, record: SubmittedPredictionRecord) -> dict[str, Any]:
+        """Turn a terminal prediction into the task's result: raise its failure, or keep its outputs."""
+        prediction.raise_for_failure()
+        prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
+        result = prediction.summary()
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        if self.output_path:
+            result["stored_outputs"] = [
+                self.hook.download(url, _output_target(self.output_path, prediction, index))
+                for index, url in enumerate(prediction.outputs)
+            ]
+        record.forget()
+        self.log.info(
+            "WaveSpeed prediction %s completed: %s",
+            prediction.id,
+            result.get("stored_outputs") or result["outputs"],
+        )
+        return result
+
+
+class LipsyncOperator(WaveSpeedRunModelOperator):
+    """Lip-sync a video to an audio track with Sync Lipsync (``sync/lipsync-1.9.0-beta`` by default).
+
+    :param video: the video: an http(s) URL WaveSpeed can fetch, or a local path, ``file://`` or
+        object-storage URI that is uploaded first. Templated.
+    :param audio: the audio track, in the same forms as ``video``. Templated.
+    :param sync_mode: what to do when their lengths differ: ``cut_off`` (default: the shorter
+        length), ``loop`` / ``bounce`` / ``remap`` (the audio's length), ``silence`` (the longer
+        length). Templated; a literal value is checked when the DAG is parsed.
+    :param model: another model path with the same inputs, e.g. ``sync/lipsync-2``.
+
+    Every other argument is :class:`WaveSpeedRunModelOperator`'s.
+    """
+
+    template_fields: Sequence[str] = (
+        "video",
+        "audio",
+        "sync_mode",
+        "model",
+        "output_path",
+        "webhook",
+        "wavespeed_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        video: Any,
+        audio: Any,
+        sync_mode: str = "cut_off",
+        model: str = LIPSYNC_MODEL,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model, inputs={}, media_inputs=("video", "audio"), **kwargs)
+        if not _is_templated(sync_mode):
+            _check_sync_mode(sync_mode)
+        self.video = video
+        self.audio = audio
+        self.sync_mode = sync_mode
+
+    def rendered_inputs(self) -> dict[str, Any]:
+        _check_sync_mode(self.sync_mode)
+        return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+
+def _check_sync_mode(sync_mode: Any) -> None:
+    if sync_mode not in SYNC_MODES:
+        raise ValueError(
+            f"sync_mode={sync_mode!r} is not a Sync Lipsync mode; use one of {', '.join(SYNC_MODES)} "
+            "(cut_off keeps the shorter length, loop/bounce/remap the audio's, silence the longer)"
+        )
+
+
+def _check_media_input(field: str, value: Any) -> None:
+    """Raise a ValueError naming ``field`` unless ``value`` is media the operator can use."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{field} is required: pass an http(s) URL, a local path or an object-storage URI")
+    if not isinstance(value, (str, os.PathLike)):
+        if hasattr(value, "open") and hasattr(value, "stat"):  # an ObjectStoragePath
+            return
+        raise ValueError(
+            f"{field}={value!r} is a {type(value).__name__}; pass an http(s) URL, a local path, or an "
+            "object-storage URI / ObjectStoragePath"
+        )
+    text = os.fspath(value)
+    if is_http_url(text):
+        if not urlsplit(text).netloc:
+            raise ValueError(f"{field}={text!r} is not a complete URL (no host)")
+        return
+    local = local_path_of(text)
+    if local is not None:
+        check_readable_file(local, field=field)
+        return
+    scheme = url_scheme(text)
+    supported = _object_storage_schemes()
+    if scheme not in supported:
+        raise ValueError(
+            f"{field}={text!r} has the unsupported scheme '{scheme}://'; use http(s), file, a local path, "
+            f"or an object-storage scheme Airflow knows ({', '.join(sorted(supported)[:12])}, ...)"
+        )
+
+
+def _object_storage_schemes() -> set[str]:
+    import fsspec
+
+    return set(fsspec.available_protocols()) - {"http", "https", "file", "local"}
+
+
+def _check_output_path(output_path: Any) -> None:
+    if output_path is None or output_path == "":
+        return
+    if isinstance(output_path, str) and is_http_url(output_path):
+        raise ValueError(
+            f"output_path={output_path!r} is an http(s) URL; give a local directory, a file:// or "
+            "object-storage URI (s3://bucket/dir/), or an ObjectStoragePath"
+        )
+
+
+def _output_target(output_path: Any, prediction: Prediction, index: int) -> Any:
+    """Where output ``index`` is stored: unique per prediction, so mapped tasks never collide.
+
+    A directory (a trailing ``/``, or one that exists) gets ``<request_id>[_<n>].<ext>``; any
+    other path names the file itself (``<stem>_<n><ext>`` when there are several outputs).
+    """
+    many = len(prediction.outputs) > 1
+    suffix = os.path.splitext(urlsplit(prediction.outputs[index]).path)[1]
+    if isinstance(output_path, (str, os.PathLike)):
+        text = os.fspath(output_path)
+        local = local_path_of(text)
+        if text.endswith("/") or (local is not None and local.is_dir()):
+            return f"{text.rstrip('/')}/{prediction.id}{f'_{index}' if many else ''}{suffix}"
+        if not many:
+            return text
+        stem, extension = os.path.splitext(text)
+        return f"{stem}_{index}{extension or suffix}"
+    if output_path.is_dir():
+        return output_path / f"{prediction.id}{f'_{index}' if many else ''}{suffix}"
+    return output_path.with_name(f"{output_path.stem}_{index}{output_path.suffix or suffix}") if many else output_path

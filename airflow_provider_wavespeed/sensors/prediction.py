@@ -1,0 +1,112 @@
+"""PredictionSensor: wait for a WaveSpeed prediction that another task submitted."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.polling import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+    from airflow_provider_wavespeed.models import Prediction
+
+# See WaveSpeedRunModelOperator: the trigger's own timeout event must win over the framework's.
+_DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
+
+
+class PredictionSensor(BaseSensorOperator):
+    """Wait until a WaveSpeed prediction completes; return its result dict through XCom.
+
+    Pair it with ``WaveSpeedRunModelOperator`` / ``LipsyncOperator(wait_for_completion=False)``:
+    ``request_id="{{ ti.xcom_pull(task_ids='submit', key='request_id') }}"``. A failed, cancelled,
+    timed-out or deleted prediction fails the task with WaveSpeed's code and message.
+
+    In poke or reschedule mode it checks every ``poke_interval`` seconds from a worker. With
+    ``deferrable=True`` (recommended) it waits in the triggerer on the adaptive schedule, from
+    ``poke_interval`` up to ``max_poll_interval``.
+
+    :param request_id: the prediction to wait for. Templated.
+    :param wavespeed_conn_id: the Airflow connection holding the API key.
+    :param deferrable: wait in the triggerer; the default follows ``[operators] default_deferrable``.
+    :param max_poll_interval: the longest interval deferred checks back off to, in seconds.
+    :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
+    """
+
+    template_fields: Sequence[str] = ("request_id", "wavespeed_conn_id")
+    operator_extra_links = (WaveSpeedOutputLink(),)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        wavespeed_conn_id: str = "wavespeed_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        fail_on_nsfw: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.request_id = request_id
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.deferrable = deferrable
+        self.max_poll_interval = max(float(max_poll_interval), float(poke_interval))
+        self.fail_on_nsfw = fail_on_nsfw
+
+    @cached_property
+    def hook(self) -> WaveSpeedHook:
+        from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+
+        return WaveSpeedHook(self.wavespeed_conn_id)
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        prediction = self.hook.get_prediction(self.request_id)
+        prediction.raise_for_failure()
+        if not prediction.is_completed:
+            self.log.info("WaveSpeed prediction %s is %s", self.request_id, prediction.status)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._result(context, prediction))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        prediction = self.hook.get_prediction(self.request_id)
+        prediction.raise_for_failure()
+        if prediction.is_completed:
+            return self._result(context, prediction)
+        from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
+
+        timeout_seconds = float(self.timeout)
+        self.defer(
+            trigger=PredictionTrigger(
+                request_id=prediction.id,
+                end_time=time.time() + timeout_seconds,
+                submitted_at=prediction.created_at.timestamp() if prediction.created_at else time.time(),
+                wavespeed_conn_id=self.wavespeed_conn_id,
+                poll_interval=float(self.poke_interval),
+                max_poll_interval=self.max_poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
+
+        return self._result(context, prediction_from_event(event))
+
+    def _result(self, context: Context, prediction: Prediction) -> dict[str, Any]:
+        prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        return prediction.summary()

@@ -1,0 +1,228 @@
+"""PredictionTrigger: waits for a WaveSpeed prediction in the triggerer without holding a worker slot.
+
+This is the only provider code that runs in the triggerer, where every deferred task of the
+deployment shares one event loop: it never blocks (aiohttp over the process's shared session, the
+connection fetched asynchronously), sends one GET per poll on the adaptive schedule of
+:mod:`airflow_provider_wavespeed.polling`, and lets ``CancelledError`` propagate.
+
+It never submits anything: the worker submitted the prediction and handed over its id, so a
+triggerer restart re-runs :meth:`PredictionTrigger.run` and only ever repeats idempotent reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_wavespeed.exceptions import (
+    PredictionWaitTimeoutError,
+    WaveSpeedError,
+)
+from airflow_provider_wavespeed.models import Prediction
+from airflow_provider_wavespeed.polling import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    check_poll_intervals,
+    next_poll_delay,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
+
+EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
+"""Every event carries ``status`` (one of these) and ``request_id``."""
+
+
+class PredictionTrigger(BaseTrigger):
+    """Poll one WaveSpeed prediction until it ends, then fire exactly one event.
+
+    Events (all carry ``request_id``): ``success`` and ``failed`` with the ``prediction`` as
+    WaveSpeed described it; ``timeout`` with the ``last_status`` seen; ``error`` with a ``message``
+    (a bad key, an unknown id, or more than ``max_consecutive_failures`` transient failures in a
+    row). :func:`prediction_from_event` turns an event back into a result or a typed error.
+
+    :param request_id: the prediction to wait for.
+    :param end_time: when to give up, as a wall-clock Unix time. Wall-clock deliberately: the
+        trigger is serialized to the metadata database and may resume in another triggerer
+        process, where a per-process ``time.monotonic()`` value would mean nothing.
+    :param submitted_at: Unix time of the submit, from which the poll interval grows.
+    :param wavespeed_conn_id: the Airflow connection holding the API key.
+    :param poll_interval: the first interval between polls, in seconds.
+    :param max_poll_interval: the longest interval the schedule grows to, in seconds.
+    :param max_consecutive_failures: transient failures (network, 429, 5xx) tolerated in a row.
+    """
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        end_time: float,
+        submitted_at: float,
+        wavespeed_conn_id: str = "wavespeed_default",
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    ) -> None:
+        super().__init__()
+        check_poll_intervals(poll_interval, max_poll_interval)
+        self.request_id = request_id
+        self.end_time = float(end_time)
+        self.submitted_at = float(submitted_at)
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
+        self.max_consecutive_failures = int(max_consecutive_failures)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "request_id": self.request_id,
+                "end_time": self.end_time,
+                "submitted_at": self.submitted_at,
+                "wavespeed_conn_id": self.wavespeed_conn_id,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "max_consecutive_failures": self.max_consecutive_failures,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Imported here, not at module level: DAG files import this module's users at parse time,
+        # and aiohttp/requests are only needed once a trigger actually runs.
+        from airflow_provider_wavespeed.hooks.wavespeed import holding_shared_client_session
+
+        async with holding_shared_client_session():
+            async for event in self._poll_until_done():
+                yield event
+
+    async def _poll_until_done(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
+
+        # The trigger owns retrying: its loop already sleeps between polls, and it counts failures.
+        hook = WaveSpeedHook(self.wavespeed_conn_id, retry_limit=0)
+        last_status = ""
+        consecutive_failures = 0
+        while True:
+            try:
+                prediction = await hook.aget_prediction(self.request_id)
+            # Any failure becomes an event, never a crashed trigger; CancelledError is a BaseException
+            # and propagates.
+            except Exception as error:  # noqa: BLE001
+                if not is_retryable_error(error):
+                    yield self._error(f"Stopped waiting for WaveSpeed prediction {self.request_id}: {error}")
+                    return
+                consecutive_failures += 1
+                if consecutive_failures > self.max_consecutive_failures:
+                    yield self._error(
+                        f"Stopped waiting for WaveSpeed prediction {self.request_id} after "
+                        f"{consecutive_failures} failed status checks in a row; the last: {error}. "
+                        "The prediction may still be running: wait for it again with "
+                        f"PredictionSensor(request_id='{self.request_id}')."
+                    )
+                    return
+                delay = max(
+                    getattr(error, "retry_after", None) or 0.0,
+                    self.poll_interval * 2 ** (consecutive_failures - 1),
+                )
+                self.log.warning(
+                    "Status check %d of WaveSpeed prediction %s failed (%s); next try in %.1f s",
+                    consecutive_failures,
+                    self.request_id,
+                    error,
+                    delay,
+                )
+            else:
+                consecutive_failures = 0
+                elapsed = time.time() - self.submitted_at
+                if prediction.status != last_status:
+                    self.log.info(
+                        "WaveSpeed prediction %s: %s -> %s after %.0f s",
+                        self.request_id,
+                        last_status or "submitted",
+                        prediction.status,
+                        elapsed,
+                    )
+                    last_status = prediction.status
+                if prediction.is_completed:
+                    yield TriggerEvent(
+                        {"status": "success", "request_id": self.request_id, "prediction": prediction.raw}
+                    )
+                    return
+                if prediction.is_failed:
+                    yield TriggerEvent(
+                        {"status": "failed", "request_id": self.request_id, "prediction": prediction.raw}
+                    )
+                    return
+                delay = next_poll_delay(
+                    elapsed, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
+                )
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "request_id": self.request_id,
+                        "last_status": last_status or "unknown",
+                        "waited_seconds": round(time.time() - self.submitted_at, 1),
+                    }
+                )
+                return
+            # The last sleep is cut short so the final check lands on the deadline.
+            await asyncio.sleep(min(delay, remaining))
+
+    def _error(self, message: str) -> TriggerEvent:
+        return TriggerEvent({"status": "error", "request_id": self.request_id, "message": message})
+
+    async def on_kill(self) -> None:
+        """Called on Airflow 3.3+ when a user kills the deferred task (never on a triggerer restart).
+
+        WaveSpeed has no cancel endpoint, so the prediction runs (and is billed) to its end; say so
+        with its id, so that its result can still be collected.
+        """
+        self.log.warning(
+            "Task killed while waiting: WaveSpeed prediction %s may still be running and billed (WaveSpeed "
+            "has no cancel API). Collect its result with PredictionSensor(request_id='%s').",
+            self.request_id,
+            self.request_id,
+        )
+
+
+def prediction_from_event(event: Any) -> Prediction:
+    """The completed prediction an event reports, or the typed error it stands for.
+
+    Validates first: ``None``, a non-dict or an unknown status raises instead of silently
+    succeeding.
+
+    :raises PredictionFailedError: the prediction ended failed, cancelled, timed out or deleted.
+    :raises PredictionWaitTimeoutError: the trigger's deadline passed.
+    :raises WaveSpeedError: the trigger stopped on an error, or the event is not one of its own.
+    """
+    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("request_id"):
+        raise WaveSpeedError(
+            f"Unexpected event from PredictionTrigger: {event!r}. Expected a dict with 'request_id' and a "
+            f"'status' in {sorted(EVENT_STATUSES)}; this is a bug or an incompatible provider upgrade."
+        )
+    request_id = str(event["request_id"])
+    status = event["status"]
+    if status == "timeout":
+        raise PredictionWaitTimeoutError(
+            request_id=request_id,
+            waited_seconds=float(event.get("waited_seconds") or 0),
+            last_status=str(event.get("last_status") or "unknown"),
+        )
+    if status == "error":
+        raise WaveSpeedError(str(event.get("message") or f"PredictionTrigger failed for {request_id}"))
+    prediction = Prediction.from_api(event.get("prediction"), url="PredictionTrigger event")
+    prediction.raise_for_failure()
+    if not prediction.is_completed:
+        raise WaveSpeedError(
+            f"PredictionTrigger reported '{status}' for prediction {request_id}, whose status is "
+            f"'{prediction.status}'; this is a bug."
+        )
+    return prediction

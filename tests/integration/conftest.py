@@ -1,0 +1,36 @@
+"""Integration fixtures: a real Airflow metadata database (SQLite) and the emulator as the API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A fresh metadata database in the tests' own AIRFLOW_HOME, as `airflow db reset` makes it."""
+    from airflow.utils.db import resetdb
+
+    resetdb(skip_init=False)
+
+
+@pytest.fixture
+def lipsync_emulator(emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> WaveSpeedEmulator:
+    """An emulator whose predictions take ~0.6 s, wired in as the ``wavespeed_default`` connection."""
+    emulator: WaveSpeedEmulator = emulator_factory(prediction_seconds=(0.6, 0.6))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAVESPEED_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "wavespeed",
+                "host": emulator.base_url,
+                "password": emulator.api_key,
+                "extra": {"retry_delay": 0},
+            }
+        ),
+    )
+    return emulator

@@ -1,0 +1,47 @@
+"""Airflow discovers the provider through its entry point: connection type, form, links."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import airflow
+import jsonschema
+
+from airflow_provider_wavespeed import get_provider_info
+
+
+def test_entry_point_points_at_get_provider_info():
+    (entry,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_wavespeed")
+    ]
+    assert entry.load() is get_provider_info
+
+
+def test_provider_info_satisfies_airflows_schema():
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_airflow_registers_the_wavespeed_connection_type_with_its_form():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    hook = manager.hooks["wavespeed"]
+    assert hook is not None
+    assert hook.hook_class_name == "airflow_provider_wavespeed.hooks.wavespeed.WaveSpeedHook"
+    assert hook.connection_id_attribute_name == "wavespeed_conn_id"
+    behaviour = manager.field_behaviours["wavespeed"]
+    assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
+    assert "airflow_provider_wavespeed.links.WaveSpeedOutputLink" in manager.extra_links_class_names
+
+
+def test_every_module_the_provider_info_names_imports():
+    import importlib
+
+    info = get_provider_info()
+    for section in ("operators", "sensors", "hooks", "triggers"):
+        for entry in info[section]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)

@@ -1,0 +1,277 @@
+"""PredictionTrigger, driven the way the triggerer drives it, against a scripted loopback API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
+    PredictionWaitTimeoutError,
+    WaveSpeedError,
+)
+from airflow_provider_wavespeed.hooks.wavespeed import close_shared_client_session
+from airflow_provider_wavespeed.triggers import prediction as trigger_module
+from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger, prediction_from_event
+from tests.conftest import TEST_API_KEY
+from tests.scripted_api import Reply, ScriptedAPI
+from tests.unit.test_hook import envelope, prediction
+
+RESULT_PATH = "/api/v3/predictions/req-1/result"
+CLASSPATH = "airflow_provider_wavespeed.triggers.prediction.PredictionTrigger"
+
+
+@pytest.fixture
+async def api(wavespeed_connection):
+    server = ScriptedAPI()
+    await server.start()
+    wavespeed_connection(host=server.base_url, extra={"read_timeout": 0.5})
+    yield server
+    await close_shared_client_session()
+    await server.close()
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Make the trigger's sleeps instant, and record them."""
+    recorded: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds: float) -> None:
+        recorded.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(trigger_module.asyncio, "sleep", fake_sleep)
+    return recorded
+
+
+def make_trigger(**overrides) -> PredictionTrigger:
+    kwargs: dict[str, Any] = {
+        "request_id": "req-1",
+        "end_time": time.time() + 3600,
+        "submitted_at": time.time(),
+        "poll_interval": 5.0,
+        "max_poll_interval": 60.0,
+    }
+    kwargs.update(overrides)
+    return PredictionTrigger(**kwargs)
+
+
+async def only_event(trigger: PredictionTrigger) -> dict:
+    events = [event.payload async for event in trigger.run()]
+    assert len(events) == 1, events
+    return events[0]
+
+
+def test_serialize_round_trips_exactly_with_plain_data_only():
+    trigger = make_trigger(wavespeed_conn_id="other", max_consecutive_failures=3)
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == CLASSPATH
+    rebuilt = PredictionTrigger(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert all(isinstance(value, (str, int, float)) for value in kwargs.values())
+    assert TEST_API_KEY not in repr(kwargs)
+
+
+def test_bad_intervals_are_rejected_naming_the_argument():
+    with pytest.raises(ValueError, match="max_poll_interval=1"):
+        make_trigger(poll_interval=5, max_poll_interval=1)
+
+
+async def test_completed_prediction_yields_one_success_event(api, sleeps, capsys):
+    api.add(
+        "GET",
+        RESULT_PATH,
+        Reply(json_body=prediction("created")),
+        Reply(json_body=prediction("processing")),
+        Reply(json_body=prediction("processing")),
+        Reply(json_body=prediction("completed")),
+    )
+
+    event = await only_event(make_trigger())
+
+    assert event["status"] == "success"
+    assert event["request_id"] == "req-1"
+    assert prediction_from_event(event).outputs == ("https://cdn.test/out.mp4",)
+    assert sleeps == [5.0, 5.0, 5.0]
+    # Airflow 3 triggers log through structlog, which the triggerer routes to the task's log.
+    log_lines = capsys.readouterr().out.splitlines()
+    changes = [line for line in log_lines if "WaveSpeed prediction req-1:" in line]
+    assert [c.split("req-1: ")[1].split(" after")[0] for c in changes] == [
+        "submitted -> created",
+        "created -> processing",
+        "processing -> completed",
+    ]
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "timeout", "deleted"])
+async def test_every_terminal_failure_yields_a_failed_event_carrying_the_code(api, sleeps, status):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction(status, error="media not reachable", code=1402)))
+
+    event = await only_event(make_trigger())
+
+    assert event["status"] == "failed"
+    assert event["request_id"] == "req-1"
+    with pytest.raises(PredictionFailedError, match=r"\[code 1402\]"):
+        prediction_from_event(event)
+
+
+async def test_poll_interval_backs_off_for_long_predictions(api, sleeps):
+    trigger = make_trigger(submitted_at=time.time() - 400, end_time=time.time() + 3600)
+    api.add(
+        "GET",
+        RESULT_PATH,
+        Reply(json_body=prediction("processing")),
+        Reply(json_body=prediction("completed")),
+    )
+
+    await only_event(trigger)
+
+    assert 39 <= sleeps[0] <= 41  # a tenth of the 400 s already waited
+
+
+async def test_deadline_yields_a_timeout_event_after_a_last_check(api, sleeps):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")))
+    end_time = time.time() + 2
+
+    event = await only_event(make_trigger(end_time=end_time, submitted_at=time.time()))
+
+    assert event["status"] == "timeout"
+    assert event["last_status"] == "processing"
+    assert sleeps[0] <= 2
+    with pytest.raises(PredictionWaitTimeoutError, match="req-1"):
+        prediction_from_event(event)
+
+
+async def test_a_past_deadline_still_checks_once(api, sleeps):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    event = await only_event(make_trigger(end_time=time.time() - 10))
+    assert event["status"] == "success"
+
+
+async def test_transient_failures_are_tolerated_honouring_retry_after(api, sleeps):
+    api.add(
+        "GET",
+        RESULT_PATH,
+        Reply(status=503, json_body=envelope(None, 503, "busy")),
+        Reply(status=429, json_body=envelope(None, 429, "rate"), headers={"Retry-After": "30"}),
+        Reply(status=500, json_body=envelope(None, 500, "x")),
+        Reply(json_body=prediction("completed")),
+    )
+
+    event = await only_event(make_trigger())
+
+    assert event["status"] == "success"
+    assert sleeps == [5.0, 30.0, 20.0]  # backoff, Retry-After, backoff
+
+
+async def test_persistent_failures_yield_an_error_event_naming_the_prediction(api, sleeps):
+    api.add("GET", RESULT_PATH, Reply(status=502, text="<html>Bad Gateway</html>"))
+
+    event = await only_event(make_trigger(max_consecutive_failures=3))
+
+    assert event["status"] == "error"
+    assert "4 failed status checks in a row" in event["message"]
+    assert "PredictionSensor(request_id='req-1')" in event["message"]
+    assert api.count("GET", RESULT_PATH) == 4
+    with pytest.raises(WaveSpeedError, match="req-1"):
+        prediction_from_event(event)
+
+
+async def test_a_bad_key_ends_the_wait_at_once(api, sleeps):
+    api.add("GET", RESULT_PATH, Reply(status=401, json_body=envelope(None, 401, "Unauthorized")))
+
+    event = await only_event(make_trigger())
+
+    assert event["status"] == "error"
+    assert "API Key" in event["message"]
+    assert TEST_API_KEY not in event["message"]
+    assert api.count("GET", RESULT_PATH) == 1
+
+
+async def test_a_success_after_failures_resets_the_failure_count(api, sleeps):
+    api.add(
+        "GET",
+        RESULT_PATH,
+        Reply(status=500, json_body=envelope(None, 500, "x")),
+        Reply(json_body=prediction("processing")),
+        Reply(status=500, json_body=envelope(None, 500, "x")),
+        Reply(json_body=prediction("completed")),
+    )
+    event = await only_event(make_trigger(max_consecutive_failures=1))
+    assert event["status"] == "success"
+
+
+async def test_cancellation_propagates_and_is_not_an_event(api):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")))
+    trigger = make_trigger(poll_interval=30, max_poll_interval=30)
+    events: list = []
+
+    async def consume() -> None:
+        async for event in trigger.run():
+            events.append(event)
+
+    task = asyncio.create_task(consume())
+    while api.count("GET", RESULT_PATH) == 0:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == []
+
+
+async def test_an_unexpected_bug_becomes_an_error_event_not_a_dead_trigger(api, sleeps):
+    with mock.patch(
+        "airflow_provider_wavespeed.hooks.wavespeed.WaveSpeedHook.aget_prediction",
+        side_effect=KeyError("boom"),
+    ):
+        event = await only_event(make_trigger())
+    assert event["status"] == "error"
+    assert "boom" in event["message"]
+
+
+async def test_on_kill_names_the_prediction_that_may_still_run(capsys):
+    await make_trigger().on_kill()
+    assert "req-1 may still be running" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, {}, {"status": "weird", "request_id": "x"}, {"status": "success"}, "success"],
+)
+def test_unexpected_events_raise_instead_of_silently_succeeding(event):
+    with pytest.raises(WaveSpeedError, match="Unexpected event"):
+        prediction_from_event(event)
+
+
+def test_success_event_for_a_prediction_that_is_not_completed_raises():
+    event = {"status": "success", "request_id": "req-1", "prediction": prediction("processing")["data"]}
+    with pytest.raises(WaveSpeedError, match="bug"):
+        prediction_from_event(event)
+
+
+async def test_triggers_share_one_session_which_the_last_one_closes(api, sleeps):
+    from airflow_provider_wavespeed.hooks.wavespeed import shared_client_session
+
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")), Reply(json_body=prediction("completed")))
+    api.add("GET", "/api/v3/predictions/req-2/result", Reply(json_body=prediction("completed", id="req-2")))
+    seen_sessions: list = []
+    original = shared_client_session
+
+    def spy():
+        session = original()
+        if session not in seen_sessions:
+            seen_sessions.append(session)
+        return session
+
+    with mock.patch("airflow_provider_wavespeed.hooks.wavespeed.shared_client_session", side_effect=spy):
+        first, second = await asyncio.gather(only_event(make_trigger()), only_event(make_trigger(request_id="req-2")))
+
+    assert (first["status"], second["status"]) == ("success", "success")
+    (session,) = seen_sessions
+    assert session.closed  # by the last trigger to finish
