@@ -3,14 +3,18 @@
 It speaks the ``/api/v3/`` protocol of WaveSpeedAI closely enough that the official ``wavespeed``
 SDK works against it unchanged: submit (async and sync mode), result polling, list, delete,
 balance, webhook secret, both upload flows, signed webhooks. Outputs are real files served under
-``/media/``. Predictions end by test triggers in input URLs (see `outcomes`), and `FaultConfig`
-injects network and gateway faults. ``/_emulator/`` holds test-only endpoints (see `admin`).
+``/media/``: a lipsync of two uploaded files is a playable MP4 of the video re-timed to the audio
+as ``sync_mode`` says (see `render`; an upload that is not media fails the prediction), and inputs
+it cannot fetch get a placeholder (see `media.render_output`). Predictions end by test triggers in
+input URLs (see `outcomes`), and `FaultConfig` injects network and gateway faults.
+``/_emulator/`` holds test-only endpoints (see `admin`).
 
 Run it in-process with `WaveSpeedEmulator`, as a child process with `WaveSpeedEmulator.spawn`, or
 from a shell with ``python -m airflow_provider_wavespeed.emulator --api-key KEY --port 8080``.
 
 It depends on aiohttp alone, never on Airflow or the rest of the provider, so that benchmarks and
-the CLI start in a fraction of a second.
+the CLI start in a fraction of a second; renders need the optional ``imageio-ffmpeg`` (the
+``emulator`` extra), without which lipsync outputs fall back to placeholders after one warning.
 """
 
 from __future__ import annotations

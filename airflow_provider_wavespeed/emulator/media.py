@@ -3,8 +3,8 @@
 Everything under ``<data dir>/media`` is served at ``<base>/media/...`` without auth, like a CDN.
 Uploads arrive as streams and are written to disk chunk by chunk (a 1 GiB upload never sits in
 memory), first under ``<data dir>/incoming`` and then moved into place, so a half-written file is
-never served. Output files are produced by `render_output`, the one place to change when outputs
-should become real renders.
+never served. Output files are produced by `render_output`, the one place that decides what an
+output is: a real render (see `render`), a copy of the input video, or a placeholder.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_wavespeed.emulator.catalog import OutputKind
+from airflow_provider_wavespeed.emulator.render import Renderer, StreamKind, plan_lipsync
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Mapping
@@ -42,6 +43,8 @@ _EXTENSION_TYPES = {
 """The formats WaveSpeed's upload page lists; ``.webm`` (video or audio) is decided by content type."""
 
 _OUTPUT_NAMES = {OutputKind.VIDEO: "output.mp4", OutputKind.IMAGE: "output.png"}
+_LIPSYNC_STREAMS: dict[str, StreamKind] = {"video": "video", "audio": "audio"}
+"""The lipsync inputs and the stream each must have."""
 
 
 class UploadSizeMismatchError(Exception):
@@ -116,6 +119,7 @@ class MediaStore:
             directory.mkdir(parents=True, exist_ok=True)
         self._signing_key = secrets.token_bytes(32)
         self._tickets: dict[str, UploadTicket] = {}
+        self.renderer = Renderer()
 
     @staticmethod
     def upload_url_path(key: str, filename: str) -> str:
@@ -211,10 +215,13 @@ class MediaStore:
         inputs: Mapping[str, Any],
         local_inputs: Mapping[str, Path],
     ) -> str:
-        """Produce a prediction's output file off the event loop and return its name."""
+        """Produce a prediction's output file off the event loop and return its name.
+
+        Raises `UnrenderableInputError` when an input of the emulator's own is not usable media.
+        """
         name = _OUTPUT_NAMES[kind]
         target = self._outputs / prediction_id / name
-        await asyncio.to_thread(render_output, kind, inputs, local_inputs, target)
+        await render_output(kind, inputs, local_inputs, target, self.renderer)
         return name
 
     async def read_base64(self, prediction_id: str, name: str) -> str:
@@ -234,21 +241,55 @@ def _new_key() -> str:
     return secrets.token_hex(16)
 
 
-def render_output(kind: OutputKind, inputs: Mapping[str, Any], local_inputs: Mapping[str, Path], target: Path) -> None:
-    """Write a prediction's output file to ``target``.
+async def render_output(
+    kind: OutputKind,
+    inputs: Mapping[str, Any],
+    local_inputs: Mapping[str, Path],
+    target: Path,
+    renderer: Renderer,
+) -> None:
+    """Write a prediction's output file to ``target``, never blocking the event loop.
 
-    ``local_inputs`` maps the input fields that name the emulator's own files to their paths. A
-    lipsync output is a copy of the input video when it is one of them (a streamed copy, so size
-    does not matter), otherwise a small deterministic placeholder; an image output is a tiny valid
-    PNG whose colour comes from the prompt.
+    ``local_inputs`` maps the input fields that name the emulator's own files to their paths; the
+    emulator has no network, so those are the only inputs it can read. An image output is a tiny
+    valid PNG whose colour comes from the prompt. A lipsync output is:
+
+    - when ffmpeg is there (the ``emulator`` extra) and both ``video`` and ``audio`` are the
+      emulator's own files: a real MP4 of the video re-timed to the audio under ``sync_mode``
+      (see `render`);
+    - when an input is a URL the emulator cannot fetch, or ffmpeg is missing (logged once): a copy
+      of the input video when it is the emulator's own file (a streamed copy, so size does not
+      matter), otherwise a small deterministic placeholder, MP4-shaped but without frames.
+
+    With ffmpeg, every input of the emulator's own is decoded first, whichever output follows:
+    one that is not decodable media, or lacks its stream, raises `UnrenderableInputError`, and the
+    prediction fails as the real API fails on such an input.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if kind is OutputKind.IMAGE:
-        target.write_bytes(_png_from_prompt(str(inputs.get("prompt", ""))))
-    elif "video" in local_inputs:
-        shutil.copyfile(local_inputs["video"], target)
+        await asyncio.to_thread(target.write_bytes, _png_from_prompt(str(inputs.get("prompt", ""))))
+        return
+    ffmpeg = await renderer.ffmpeg()
+    if ffmpeg is not None:
+        seconds = {
+            field: await renderer.probe(ffmpeg, field, local_inputs[field], stream)
+            for field, stream in _LIPSYNC_STREAMS.items()
+            if field in local_inputs
+        }
+        if seconds.keys() == _LIPSYNC_STREAMS.keys():
+            plan = plan_lipsync(
+                local_inputs["video"],
+                seconds["video"],
+                local_inputs["audio"],
+                seconds["audio"],
+                str(inputs.get("sync_mode", "cut_off")),
+            )
+            await renderer.render(ffmpeg, plan, target)
+            return
+    if "video" in local_inputs:
+        await asyncio.to_thread(shutil.copyfile, local_inputs["video"], target)
     else:
-        target.write_bytes(_placeholder_mp4(inputs))
+        await asyncio.to_thread(target.write_bytes, _placeholder_mp4(inputs))
 
 
 def _placeholder_mp4(inputs: Mapping[str, Any]) -> bytes:

@@ -23,6 +23,7 @@ from airflow_provider_wavespeed.emulator.predictions import (
     PredictionStore,
     wait_until_finished,
 )
+from airflow_provider_wavespeed.emulator.render import UnrenderableInputError
 from airflow_provider_wavespeed.emulator.stats import EmulatorStats
 from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret
 
@@ -177,18 +178,31 @@ class WaveSpeedService:
         return tasks
 
     async def _produce_outputs(self, prediction: Prediction, local_inputs: dict[str, Path]) -> None:
+        """Write the output; the prediction completes only once it exists, however long that takes.
+
+        An input that is not usable media fails the prediction with 1403 and a message naming the
+        input, its URL and what is wrong, as the model would fail on it.
+        """
         try:
             name = await self.media.write_output(
                 prediction.id, prediction.model.output, prediction.inputs, local_inputs
             )
+        except UnrenderableInputError as error:
+            url = prediction.inputs.get(error.field, "") if error.field else ""
+            message = f"{TASK_ERRORS[TASK_EXECUTION_FAILED]}: {error}" + (f": {url}" if url else "")
+            logger.info("Prediction %s fails: %s", prediction.id, message)
+            self._fail(prediction, message)
+            return
         except OSError:
             logger.exception("Could not write the output of prediction %s; it will fail", prediction.id)
-            prediction.outcome = replace(
-                prediction.outcome, error_code=TASK_EXECUTION_FAILED, error=TASK_ERRORS[TASK_EXECUTION_FAILED]
-            )
+            self._fail(prediction, TASK_ERRORS[TASK_EXECUTION_FAILED])
             return
         prediction.output_names = (name,)
         prediction.outputs_ready_at = time.time()
+
+    @staticmethod
+    def _fail(prediction: Prediction, message: str) -> None:
+        prediction.outcome = replace(prediction.outcome, error_code=TASK_EXECUTION_FAILED, error=message)
 
     async def _notify(self, prediction: Prediction, url: str, base_url: str) -> None:
         """Post the webhook once the prediction ends; a prediction deleted first sends none."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 import requests
 
@@ -14,6 +15,15 @@ AUDIO = "https://media.example.com/dub.wav"
 
 def lipsync_inputs(**overrides: Any) -> dict[str, Any]:
     return {"video": VIDEO, "audio": AUDIO, **overrides}
+
+
+class Clips(NamedTuple):
+    """Real media made once per test session (the ``clips`` fixture): 320x240 25 fps H.264 videos, WAV tones."""
+
+    video_2s: Path
+    video_3s: Path
+    audio_2s: Path
+    audio_3s: Path
 
 
 class RunningEmulator(Protocol):
@@ -70,6 +80,14 @@ class Api:
                 return data
             assert time.monotonic() < deadline, f"still {data['status']} after {timeout}s"
             time.sleep(0.05)
+
+    def upload(self, path: Path, filename: str | None = None) -> str:
+        """Upload a file through the one-step upload and return its URL, which only this emulator can read."""
+        with path.open("rb") as file:
+            response = self.post("/api/v3/media/upload/binary", files={"file": (filename or path.name, file)})
+        assert response.status_code == 200, response.text
+        url: str = response.json()["data"]["download_url"]
+        return url
 
     def download(self, url: str) -> bytes:
         """Fetch a served file without the key, as a CDN would serve it."""

@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from tests.emulator.helpers import AUDIO, LIPSYNC, Api, lipsync_inputs
+from tests.emulator.helpers import AUDIO, LIPSYNC, Api, Clips, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory
 
 ISO_MILLISECONDS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -48,14 +48,13 @@ def test_prediction_goes_created_processing_completed_with_a_downloadable_output
     assert api.download(output_url)[4:8] == b"ftyp"
 
 
-def test_output_copies_the_bytes_of_an_uploaded_input_video(api: Api) -> None:
-    video = bytes(range(256)) * 1000
-    upload = api.post("/api/v3/media/upload/binary", files={"file": ("face.mp4", video)}).json()["data"]
+def test_output_copies_an_uploaded_video_when_the_audio_is_a_url_it_cannot_fetch(api: Api, clips: Clips) -> None:
+    video_url = api.upload(clips.video_2s)
 
-    prediction = api.submit_ok(lipsync_inputs(video=upload["download_url"]))
+    prediction = api.submit_ok(lipsync_inputs(video=video_url))
     completed = api.wait_for(prediction["id"], "completed")
 
-    assert api.download(completed["outputs"][0]) == video
+    assert api.download(completed["outputs"][0]) == clips.video_2s.read_bytes()
 
 
 def test_placeholder_output_is_deterministic_for_foreign_inputs(api: Api) -> None:

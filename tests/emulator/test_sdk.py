@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import wavespeed
 
 from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
-from tests.emulator.helpers import AUDIO, LIPSYNC, Api
+from tests.emulator.helpers import AUDIO, LIPSYNC, Api, Clips
 from tests.emulator_fixtures import EmulatorFactory
 
 
@@ -17,9 +18,11 @@ def client(emulator: WaveSpeedEmulator) -> wavespeed.Client:
     return wavespeed.Client(api_key=emulator.api_key, base_url=emulator.base_url, retry_interval=0.05)
 
 
-def test_sdk_uploads_then_runs_lipsync_and_reads_the_result(client: wavespeed.Client, api: Api, tmp_path: Path) -> None:
+def test_sdk_uploads_then_runs_lipsync_and_reads_the_result(
+    client: wavespeed.Client, api: Api, tmp_path: Path, clips: Clips
+) -> None:
     video = tmp_path / "face.mp4"
-    video.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40)
+    shutil.copyfile(clips.video_2s, video)
 
     video_url = client.upload(str(video))
     output = client.run(LIPSYNC, {"video": video_url, "audio": AUDIO, "sync_mode": "loop"}, poll_interval=0.1)

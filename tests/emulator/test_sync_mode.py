@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 
-from tests.emulator.helpers import AUDIO, Api, lipsync_inputs
+from tests.emulator.helpers import AUDIO, Api, Clips, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory
 
 WEBHOOK = "http://127.0.0.1:9/hook"
@@ -38,10 +38,9 @@ def test_sync_mode_past_its_wait_answers_processing_with_5004(emulator_factory: 
     assert api.wait_for(data["id"])["status"] == "completed", "the prediction goes on after the sync wait"
 
 
-def test_base64_output_replaces_urls_with_the_file_bytes(api: Api) -> None:
-    video = b"\x00\x00\x00\x18ftypisom" + bytes(1000)
-    upload = api.post("/api/v3/media/upload/binary", files={"file": ("v.mp4", video)}).json()["data"]
-    inputs = lipsync_inputs(video=upload["download_url"], enable_base64_output=True)
+def test_base64_output_replaces_urls_with_the_file_bytes(api: Api, clips: Clips) -> None:
+    video = clips.video_2s.read_bytes()
+    inputs = lipsync_inputs(video=api.upload(clips.video_2s), enable_base64_output=True)
 
     polled = api.wait_for(api.submit_ok(inputs)["id"])
     in_sync_mode = api.submit({**inputs, "enable_sync_mode": True}).json()["data"]
