@@ -61,6 +61,18 @@ def is_http_url(value: object) -> bool:
     return isinstance(value, str) and url_scheme(value) in HTTP_SCHEMES
 
 
+def path_text(value: object) -> str | None:
+    """``value`` as a path or URI string if it is given as one: a str or a local ``os.PathLike``.
+
+    None for an ``ObjectStoragePath``, which is used whole so that its connection and storage
+    options are kept, and for a file object. With universal-pathlib < 0.3 (Airflow 2.11 and 3.0) an
+    ObjectStoragePath is an ``os.PathLike`` too; its ``protocol`` tells it apart from a local path.
+    """
+    if isinstance(value, str) or (isinstance(value, os.PathLike) and not hasattr(value, "protocol")):
+        return os.fspath(value)
+    return None
+
+
 def local_path_of(value: str) -> Path | None:
     """The local path a plain path or ``file://`` URI names; None for any other scheme."""
     scheme = url_scheme(value)
@@ -86,8 +98,8 @@ def open_media(source: MediaSource, *, field: str = "source") -> Iterator[Opened
     :param field: the argument's name, for error messages.
     :raises ValueError: an http(s) URL (nothing to upload), a missing or unreadable file.
     """
-    if isinstance(source, (str, os.PathLike)):
-        text = os.fspath(source)
+    text = path_text(source)
+    if text is not None:
         if is_http_url(text):
             raise ValueError(
                 f"{field}: {text!r} is already a URL that WaveSpeed can fetch; pass it as an input "
@@ -124,7 +136,7 @@ def atomic_destination(destination: MediaDestination, filename: str) -> Iterator
     :param destination: a directory (existing, or written with a trailing ``/``) to put ``filename``
         in, or the full target path; local, ``file://`` or object storage.
     """
-    text = os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else None
+    text = path_text(destination)
     local = local_path_of(text) if text is not None else None
     if local is not None:
         assert text is not None

@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_wavespeed.exceptions import WaveSpeedNotFoundError
 from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
-from airflow_provider_wavespeed.media import check_readable_file, is_http_url, local_path_of, url_scheme
+from airflow_provider_wavespeed.media import check_readable_file, is_http_url, local_path_of, path_text, url_scheme
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -321,14 +321,14 @@ def _check_media_input(field: str, value: Any) -> None:
     """Raise a ValueError naming ``field`` unless ``value`` is media the operator can use."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{field} is required: pass an http(s) URL, a local path or an object-storage URI")
-    if not isinstance(value, (str, os.PathLike)):
+    text = path_text(value)
+    if text is None:
         if hasattr(value, "open") and hasattr(value, "stat"):  # an ObjectStoragePath
             return
         raise ValueError(
             f"{field}={value!r} is a {type(value).__name__}; pass an http(s) URL, a local path, or an "
             "object-storage URI / ObjectStoragePath"
         )
-    text = os.fspath(value)
     if is_http_url(text):
         if not urlsplit(text).netloc:
             raise ValueError(f"{field}={text!r} is not a complete URL (no host)")
@@ -370,8 +370,8 @@ def _output_target(output_path: Any, prediction: Prediction, index: int) -> Any:
     """
     many = len(prediction.outputs) > 1
     suffix = os.path.splitext(urlsplit(prediction.outputs[index]).path)[1]
-    if isinstance(output_path, (str, os.PathLike)):
-        text = os.fspath(output_path)
+    text = path_text(output_path)
+    if text is not None:
         local = local_path_of(text)
         if text.endswith("/") or (local is not None and local.is_dir()):
             return f"{text.rstrip('/')}/{prediction.id}{f'_{index}' if many else ''}{suffix}"

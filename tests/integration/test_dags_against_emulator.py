@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+from devstack.clips import make_video
 from tests.integration.dag_runs import run_dag, task_states, xcom
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -14,16 +15,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 FAST_URL = "https://media.example/{name}"
 
 
-def make_media(directory: Path, name: str, size: int = 4096) -> Path:
-    path = directory / name
-    path.write_bytes(bytes(range(256)) * (size // 256))
-    return path
-
-
 def test_deferrable_lipsync_uploads_waits_in_the_trigger_and_stores_the_output(
     lipsync_emulator: WaveSpeedEmulator, tmp_path: Path
 ):
-    video = make_media(tmp_path, "interview.mp4")
+    video = make_video(tmp_path / "interview.mp4", 1)  # the emulator fails an upload that is not real media
     out_dir = tmp_path / "dubbed"
 
     dag_run = run_dag(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from unittest import mock
 
@@ -52,10 +53,18 @@ async def test_aget_prediction_parses_the_prediction_and_authenticates(hook, api
     assert api.requests[0].headers["Authorization"] == f"Bearer {TEST_API_KEY}"
 
 
-async def test_connection_is_fetched_with_the_async_lookup_never_the_sync_one(hook, api):
+async def test_connection_is_fetched_with_the_async_lookup_never_a_sync_one_on_the_event_loop(hook, api):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction()))
+    event_loop_thread = threading.get_ident()
+    sync_lookup = WaveSpeedHook.get_connection
+
+    def off_the_event_loop(*args, **kwargs):
+        # Where Airflow has no usable async lookup (2.11, 3.0) compat runs the sync one in a thread.
+        assert threading.get_ident() != event_loop_thread, "sync connection lookup on the event loop"
+        return sync_lookup(*args, **kwargs)
+
     with (
-        mock.patch.object(WaveSpeedHook, "get_connection", side_effect=AssertionError("sync lookup")),
+        mock.patch.object(WaveSpeedHook, "get_connection", side_effect=off_the_event_loop),
         mock.patch.object(hook_module, "get_async_connection", wraps=hook_module.get_async_connection) as lookup,
     ):
         await hook.aget_prediction("req-1")

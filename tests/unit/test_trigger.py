@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 from unittest import mock
@@ -33,6 +34,22 @@ async def api(wavespeed_connection):
     yield server
     await close_shared_client_session()
     await server.close()
+
+
+@pytest.fixture
+def trigger_log(capsys, caplog):
+    """The trigger's log lines so far.
+
+    Airflow 2.11 and 3.0 log a trigger through ``logging`` (which may also echo to stdout), Airflow 3.3
+    through structlog straight to stdout.
+    """
+    caplog.set_level(logging.INFO, logger=CLASSPATH)  # whatever logging config an earlier test left
+
+    def lines() -> list[str]:
+        records = [record.getMessage() for record in caplog.records if record.name.startswith(CLASSPATH)]
+        return records or capsys.readouterr().out.splitlines()
+
+    return lines
 
 
 @pytest.fixture
@@ -83,7 +100,7 @@ def test_bad_intervals_are_rejected_naming_the_argument():
         make_trigger(poll_interval=5, max_poll_interval=1)
 
 
-async def test_completed_prediction_yields_one_success_event(api, sleeps, capsys):
+async def test_completed_prediction_yields_one_success_event(api, sleeps, trigger_log):
     api.add(
         "GET",
         RESULT_PATH,
@@ -99,9 +116,8 @@ async def test_completed_prediction_yields_one_success_event(api, sleeps, capsys
     assert event["request_id"] == "req-1"
     assert prediction_from_event(event).outputs == ("https://cdn.test/out.mp4",)
     assert sleeps == [5.0, 5.0, 5.0]
-    # Airflow 3 triggers log through structlog, which the triggerer routes to the task's log.
-    log_lines = capsys.readouterr().out.splitlines()
-    changes = [line for line in log_lines if "WaveSpeed prediction req-1:" in line]
+    # The triggerer routes the trigger's log to the task's log.
+    changes = [line for line in trigger_log() if "WaveSpeed prediction req-1:" in line]
     assert [c.split("req-1: ")[1].split(" after")[0] for c in changes] == [
         "submitted -> created",
         "created -> processing",
@@ -235,9 +251,9 @@ async def test_an_unexpected_bug_becomes_an_error_event_not_a_dead_trigger(api, 
     assert "boom" in event["message"]
 
 
-async def test_on_kill_names_the_prediction_that_may_still_run(capsys):
+async def test_on_kill_names_the_prediction_that_may_still_run(trigger_log):
     await make_trigger().on_kill()
-    assert "req-1 may still be running" in capsys.readouterr().out
+    assert any("req-1 may still be running" in line for line in trigger_log())
 
 
 @pytest.mark.parametrize(
