@@ -3,13 +3,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_LINE ?= 3.3
 
-.PHONY: env test lint typecheck lock
+.PHONY: env demo bench test test-matrix lint typecheck lock
 
 env:
 	AIRFLOW_LINE=$(AIRFLOW_LINE) VENV=$(VENV) scripts/bootstrap
 
+# The demo: a real Airflow lip-syncs a generated clip against the local emulator.
+# `make demo DEMO_ARGS=--exit-after-run` (or WAVESPEED_DEMO_EXIT=1) stops once the run ends.
+demo: env
+	$(PY) -m devstack.demo $(DEMO_ARGS)
+
+# The benchmarks (issue 5), ~9 min: prints the report and writes benchmarks/results/latest.json.
+# `make bench BENCH_ARGS="--only parse_cost"` runs some sections; `--smoke` checks they all still run.
+bench: env
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 test: env lint typecheck
 	$(PY) -m pytest -q
+
+# The suite on the oldest supported release of the other Airflow lines, each in its own venv
+# (lint and types are checked once, against 3.3, by `make test`).
+MATRIX ?= 2.11 3.0
+test-matrix:
+	set -e; for line in $(MATRIX); do \
+		echo "== Airflow $$line"; \
+		AIRFLOW_LINE=$$line VENV=.venv-$$line scripts/bootstrap; \
+		.venv-$$line/bin/python -m pytest -q; \
+	done
 
 lint: env
 	$(VENV)/bin/ruff check .
@@ -18,6 +38,13 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
-# Regenerate the pinned environments (needs PyPI).
+# Regenerate the pinned environments (needs PyPI), one per supported Airflow line.
+# 3.0.2 is the oldest 3.0 whose dag.test() runs tasks through the Task SDK, as the tests need.
+# Airflow 3.0 sets no upper bounds, and later releases of two of its dependencies break it:
+# universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
+# in-process Execution API fails to import or answers 422).
+lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --no-header
 lock: env
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --no-header -P apache-airflow==3.3.2 -o requirements/airflow-3.3.txt
+	$(COMPILE) -P apache-airflow==2.11.2 -o requirements/airflow-2.11.txt
+	$(COMPILE) -P apache-airflow==3.0.2 -P 'universal-pathlib<0.3' -P 'fastapi<0.116' -o requirements/airflow-3.0.txt
+	$(COMPILE) -P apache-airflow==3.3.2 -o requirements/airflow-3.3.txt

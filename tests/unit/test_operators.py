@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -58,12 +59,16 @@ def parsed(status: str, **overrides: object) -> Prediction:
     return Prediction.from_api(prediction(status, **overrides)["data"])
 
 
+def replaced_hook(owner: type) -> Iterator[mock.MagicMock]:
+    """Replace ``owner.hook`` (a cached property) by a mock for the duration of a test."""
+    with mock.patch.object(owner, "hook", new_callable=mock.PropertyMock) as prop:
+        prop.return_value = mock.MagicMock()
+        yield prop.return_value
+
+
 @pytest.fixture
 def hook():
-    with mock.patch.object(WaveSpeedRunModelOperator, "hook", new_callable=mock.PropertyMock) as prop:
-        instance = mock.MagicMock()
-        prop.return_value = instance
-        yield instance
+    yield from replaced_hook(WaveSpeedRunModelOperator)
 
 
 def lipsync(**kwargs: Any) -> LipsyncOperator:
@@ -389,10 +394,7 @@ def test_on_kill_names_the_prediction(hook, caplog):
 
 @pytest.fixture
 def sensor_hook():
-    with mock.patch.object(PredictionSensor, "hook", new_callable=mock.PropertyMock) as prop:
-        instance = mock.MagicMock()
-        prop.return_value = instance
-        yield instance
+    yield from replaced_hook(PredictionSensor)
 
 
 def test_sensor_poke_is_false_while_running_and_returns_the_result_when_done(sensor_hook):
