@@ -265,22 +265,25 @@ def receive_from_parent() -> dict[str, Any] | None:
 class ChildProcess:
     """A fresh interpreter running ``python -m <module> --child [args]``, spoken to in JSON lines.
 
-    Its stderr goes to a file, shown in the error if it fails: a child that logs thousands of
-    lines (the trigger logs each status change) must not flood the report.
+    Its stdout is read unbuffered, line by line, so that a message that arrives together with log
+    lines is never left waiting in a buffer that ``select`` cannot see. Its stderr goes to a file,
+    shown in the error if it fails: a child that logs thousands of lines (the trigger logs each
+    status change) must not flood the report.
     """
 
     def __init__(self, module: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.module = module
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the child
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module and flags
             [sys.executable, "-m", module, "--child", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            text=True,
+            bufsize=0,
             cwd=REPO,
             env={**os.environ, **(env or {})},
         )
+        self._unread = b""
         self._other_output: list[str] = []
 
     @property
@@ -289,20 +292,16 @@ class ChildProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         stdin = self._require(self._process.stdin)
-        stdin.write(json.dumps(message) + "\n")
+        stdin.write(json.dumps(message).encode() + b"\n")
         stdin.flush()
 
     def receive(self, timeout: float) -> dict[str, Any]:
         """The child's next message; raises with its stderr if it dies or stays silent."""
-        stdout = self._require(self._process.stdout)
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([stdout], [], [], max(0.0, remaining))
-            if not ready:
-                self.kill()
+            line = self._next_line(deadline)
+            if line is None:
                 raise self._failure(f"sent nothing for {timeout:.0f} s")
-            line = stdout.readline()
             if not line:
                 self._process.wait()
                 raise self._failure(f"exited with {self._process.returncode}")
@@ -311,6 +310,21 @@ class ChildProcess:
                 return message
             self._other_output = [*self._other_output[-20:], line]
 
+    def _next_line(self, deadline: float) -> str | None:
+        """The next line of stdout; "" at its end, None if none is complete by ``deadline``."""
+        stdout = self._require(self._process.stdout)
+        while b"\n" not in self._unread:
+            ready, _, _ = select.select([stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(stdout.fileno(), 1 << 16)
+            if not chunk:
+                rest, self._unread = self._unread, b""
+                return rest.decode(errors="replace")
+            self._unread += chunk
+        line, _, self._unread = self._unread.partition(b"\n")
+        return line.decode(errors="replace") + "\n"
+
     def finish(self, timeout: float = 60.0) -> None:
         """Wait for a clean exit."""
         if self._process.stdin is not None:
@@ -318,7 +332,6 @@ class ChildProcess:
         try:
             returncode = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
             raise self._failure(f"did not exit within {timeout:.0f} s") from None
         if returncode != 0:
             raise self._failure(f"exited with {returncode}")
@@ -337,20 +350,25 @@ class ChildProcess:
         self.kill()
 
     def _close(self) -> None:
-        for stream in (self._process.stdin, self._process.stdout):
+        for stream in (self._process.stdin, self._process.stdout, self._stderr):
             if stream is not None and not stream.closed:
                 stream.close()
 
     def _failure(self, what: str) -> RuntimeError:
+        """The error to raise, with the child's last output; the child is stopped first."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
         self._stderr.seek(0)
-        stderr = self._stderr.read()[-4000:]
+        stderr = self._stderr.read()[-4000:].decode(errors="replace")
+        self._close()
         return RuntimeError(
             f"Benchmark child `python -m {self.module} --child` {what}.\nstdout:\n{''.join(self._other_output)}\n"
             f"stderr:\n{stderr}"
         )
 
     @staticmethod
-    def _require(stream: IO[str] | None) -> IO[str]:
+    def _require(stream: IO[bytes] | None) -> IO[bytes]:
         assert stream is not None
         return stream
 
