@@ -24,7 +24,7 @@ from benchmarks.harness import (
     SectionResult,
     git_commit,
     git_tree_is_dirty,
-    isolate_airflow_home,
+    isolated_airflow_home,
     write_results,
 )
 
@@ -87,22 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
     output = args.output or (None if args.smoke else RESULTS_FILE)
 
-    isolate_airflow_home()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     results: list[SectionResult] = []
     sections: dict[str, Any] = {}
-    for key in selected:
-        print(f"[bench] {key} ...", file=sys.stderr, flush=True)
-        try:
-            result = run_section(key, smoke=args.smoke)
-        except Exception:  # noqa: BLE001 - one broken section must not hide the others' figures
-            sections[key] = {"error": traceback.format_exc()}
-            print(sections[key]["error"], file=sys.stderr, flush=True)
-            continue
-        results.append(result)
-        sections[key] = result.to_json()
-        print(f"[bench] {key} took {result.wall_seconds:.0f} s", file=sys.stderr, flush=True)
+    with isolated_airflow_home():
+        for key in selected:
+            print(f"[bench] {key} ...", file=sys.stderr, flush=True)
+            try:
+                result = run_section(key, smoke=args.smoke)
+            except Exception:  # noqa: BLE001 - one broken section must not hide the others' figures
+                sections[key] = {"error": traceback.format_exc()}
+                print(sections[key]["error"], file=sys.stderr, flush=True)
+                continue
+            results.append(result)
+            sections[key] = result.to_json()
+            print(f"[bench] {key} took {result.wall_seconds:.0f} s", file=sys.stderr, flush=True)
     document = {
         "command": COMMAND + (" (smoke)" if args.smoke else ""),
         "commit": git_commit(),

@@ -179,16 +179,25 @@ class GcPauses:
 # -- the environment ------------------------------------------------------------------------------
 
 
-def isolate_airflow_home() -> Path:
-    """Point Airflow at a fresh home for this run, before anything imports it.
+@contextlib.contextmanager
+def isolated_airflow_home() -> Iterator[Path]:
+    """Point Airflow at a fresh, temporary home for the block, before anything imports it.
 
     Benchmarks must neither read a developer's ``airflow.cfg`` (it would change what is measured)
-    nor write into ``~/airflow``. Children inherit the environment.
+    nor write into ``~/airflow``. Children inherit the environment; it is restored afterwards.
     """
-    home = Path(tempfile.mkdtemp(prefix="wavespeed-bench-airflow-home-"))
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    return home
+    overrides = ("AIRFLOW_HOME", "AIRFLOW__CORE__LOAD_EXAMPLES")
+    previous = {name: os.environ.get(name) for name in overrides}
+    with tempfile.TemporaryDirectory(prefix="wavespeed-bench-airflow-home-") as home:
+        os.environ.update({"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+        try:
+            yield Path(home)
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def bench_api_key() -> str:

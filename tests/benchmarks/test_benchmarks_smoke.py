@@ -108,12 +108,13 @@ def test_triggerer_scale_runs_the_trigger_and_every_baseline():
             assert_number(run["requests_per_prediction"], minimum=1.0)
 
 
-def test_poll_schedule_through_the_command_line_writes_the_json(tmp_path, monkeypatch):
-    # The CLI points AIRFLOW_HOME at a fresh directory; give this session's back afterwards.
-    monkeypatch.setenv("AIRFLOW_HOME", os.environ["AIRFLOW_HOME"])
+def test_poll_schedule_through_the_command_line_writes_the_json(tmp_path):
+    session_home = os.environ["AIRFLOW_HOME"]
     output = tmp_path / "latest.json"
 
     assert bench_cli.main(["--smoke", "--only", "poll_schedule", "--output", str(output)]) == 0
+
+    assert os.environ["AIRFLOW_HOME"] == session_home  # the run's own home was temporary
 
     document = json.loads(output.read_text())
     assert set(document) == {"command", "commit", "dirty", "started_at", "wall_seconds", "machine", "sections"}
