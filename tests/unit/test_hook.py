@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -600,3 +602,20 @@ def test_no_log_line_carries_the_key(hook, requests_mock, caplog):
     assert caplog.records
     assert all(TEST_API_KEY not in r.getMessage() for r in caplog.records)
     assert TEST_API_KEY not in json.dumps(repr(hook._client_settings()))
+
+
+def test_the_sync_side_does_not_import_aiohttp():
+    # Workers import the hook for every lipsync task; only the triggerer needs aiohttp.
+    probe = (
+        "import sys\n"
+        "import airflow.providers.common.compat.sdk\n"
+        "before = 'aiohttp' in sys.modules\n"
+        "from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook\n"
+        "WaveSpeedHook('wavespeed_default').get_conn()\n"
+        "print(before, 'aiohttp' in sys.modules)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded_by_airflow, loaded_after_the_hook = output.strip().splitlines()[-1].split()
+    if loaded_by_airflow == "True":
+        pytest.skip("this Airflow's own imports already load aiohttp")
+    assert loaded_after_the_hook == "False"

@@ -135,3 +135,22 @@ def test_each_event_loop_gets_its_own_session():
         return session
 
     assert asyncio.run(session_and_close()) is not asyncio.run(session_and_close())
+
+
+async def test_without_retries_a_failure_is_raised_after_one_attempt(wavespeed_connection, api):
+    wavespeed_connection(host=api.base_url, extra={"retry_limit": 0})
+    api.add("GET", RESULT_PATH, Reply(status=503, json_body=envelope(None, 503, "busy")))
+    with pytest.raises(WaveSpeedServerError, match="HTTP 503"):
+        await WaveSpeedHook().aget_prediction("req-1")
+    assert api.count("GET", RESULT_PATH) == 1
+    await close_shared_client_session()
+
+
+async def test_without_retries_a_poll_skips_the_retry_machinery(wavespeed_connection, api):
+    # The trigger polls with retry_limit=0: a tenacity wrapper per poll would only add garbage
+    # for the triggerer's collector (benchmarks/triggerer_scale.py measures what that costs).
+    wavespeed_connection(host=api.base_url, extra={"retry_limit": 0})
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")))
+    with mock.patch.object(hook_module, "AsyncRetrying", side_effect=AssertionError("wrapped")):
+        assert (await WaveSpeedHook().aget_prediction("req-1")).status == "processing"
+    await close_shared_client_session()
