@@ -1,7 +1,9 @@
 """``python -m airflow_provider_wavespeed.emulator``: serve a local WaveSpeed API.
 
 Prints ``WaveSpeed emulator listening on http://HOST:PORT`` once it accepts connections, then
-serves until SIGINT or SIGTERM. ``--help`` lists every option.
+serves until SIGINT or SIGTERM. It logs to stderr, or with ``--log-file PATH`` to that file with
+one access line per request (never a request header: the key travels in one). ``--help`` lists
+every option.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import resource
 import sys
 from typing import TYPE_CHECKING
 
-from airflow_provider_wavespeed.emulator.cli import config_from_args
+from airflow_provider_wavespeed.emulator.cli import options_from_args
 from airflow_provider_wavespeed.emulator.server import serve_until_signalled
 
 if TYPE_CHECKING:
@@ -22,10 +24,10 @@ _WANTED_OPEN_FILES = 65536
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config, log_file = options_from_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", filename=log_file)
     _raise_open_file_limit()
-    asyncio.run(serve_until_signalled(config))
+    asyncio.run(serve_until_signalled(config, access_log=log_file is not None))
     return 0
 
 

@@ -94,6 +94,12 @@ _FAULT_OPTIONS = (
         ",".join,
     ),
     _Option("after_accept_rate", "probability that a non-429 fault strikes after the request took effect", float),
+    _Option(
+        "before_accept_routes",
+        "comma list of routes where every fault strikes before the request takes effect",
+        _comma_list,
+        ",".join,
+    ),
 )
 
 
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a local emulation of the WaveSpeed API until SIGINT or SIGTERM.",
     )
     parser.add_argument("--api-key", help=f"the Bearer key clients must send (default: ${API_KEY_VARIABLE})")
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        help="write the log there, with one access line per request (default: stderr, no access lines)",
+    )
     server_defaults = {field.name: field.default for field in fields(EmulatorConfig)}
     for option in _SERVER_OPTIONS:
         parser.add_argument(
@@ -128,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> EmulatorConfig:
     """The configuration the command line asks for; exits with a usage error when it is invalid."""
+    return options_from_args(argv, environ)[0]
+
+
+def options_from_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> tuple[EmulatorConfig, Path | None]:
+    """The configuration and the log file (``--log-file``, None for stderr) the command line asks for.
+
+    The log file is the process's concern, not the emulated API's, so it is not part of the config.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     api_key = args.api_key or environ.get(API_KEY_VARIABLE)
@@ -136,13 +157,14 @@ def config_from_args(argv: Sequence[str] | None = None, environ: Mapping[str, st
     server = {option.field: getattr(args, option.field) for option in _SERVER_OPTIONS}
     faults = {option.field: getattr(args, f"fault_{option.field}") for option in _FAULT_OPTIONS}
     try:
-        return EmulatorConfig(
+        config = EmulatorConfig(
             api_key=api_key,
             faults=FaultConfig(**_given(faults)),
             **_given(server),
         )
     except ValueError as error:
         parser.error(str(error))
+    return config, args.log_file
 
 
 def config_to_argv(config: EmulatorConfig) -> list[str]:

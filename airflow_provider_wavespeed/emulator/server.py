@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import select
@@ -40,6 +41,9 @@ _LISTENING_PATTERN = re.compile(r"WaveSpeed emulator listening on (http://\S+)")
 SHUTDOWN_GRACE_SECONDS = 1.0
 """How long a stop waits for requests in flight, such as a sync-mode submit, before closing them."""
 _CONTROL_TIMEOUT_SECONDS = 30.0
+ACCESS_LOGGER = "airflow_provider_wavespeed.emulator.access"
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
+"""Client, request line, status, size, seconds, client name: never a header that carries the key."""
 
 
 @dataclass
@@ -49,10 +53,14 @@ class _Running:
     base_url: str
 
 
-async def _start(config: EmulatorConfig, data_dir: Path) -> _Running:
+async def _start(config: EmulatorConfig, data_dir: Path, *, access_log: bool = False) -> _Running:
     service = WaveSpeedService(config, data_dir)
     runner = web.AppRunner(
-        build_app(service), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        build_app(service),
+        access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=config.backlog, reuse_address=True)
@@ -72,10 +80,13 @@ def _data_dir(config: EmulatorConfig) -> Iterator[Path]:
         yield Path(directory)
 
 
-async def serve_until_signalled(config: EmulatorConfig) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM, announcing the URL on stdout first."""
+async def serve_until_signalled(config: EmulatorConfig, *, access_log: bool = False) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, announcing the URL on stdout first.
+
+    :param access_log: log one line per request (`ACCESS_LOG_FORMAT`) to `ACCESS_LOGGER`.
+    """
     with _data_dir(config) as data_dir:
-        running = await _start(config, data_dir)
+        running = await _start(config, data_dir, access_log=access_log)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -151,9 +162,11 @@ class WaveSpeedEmulator:
         self._with_service(lambda service: service.reset())
 
     @staticmethod
-    def spawn(config: EmulatorConfig, *, startup_timeout: float = 20.0) -> EmulatorProcess:
+    def spawn(
+        config: EmulatorConfig, *, startup_timeout: float = 20.0, log_file: Path | None = None
+    ) -> EmulatorProcess:
         """Start an emulator in a child process through the CLI; see `EmulatorProcess`."""
-        return EmulatorProcess.start(config, startup_timeout=startup_timeout)
+        return EmulatorProcess.start(config, startup_timeout=startup_timeout, log_file=log_file)
 
     def _with_service(self, operation: Callable[[WaveSpeedService], T]) -> T:
         service = self._require_running().service
@@ -186,10 +199,16 @@ class EmulatorProcess:
         self.api_key = api_key
 
     @classmethod
-    def start(cls, config: EmulatorConfig, *, startup_timeout: float = 20.0) -> EmulatorProcess:
-        """Run ``python -m airflow_provider_wavespeed.emulator`` and wait for its listening line."""
+    def start(
+        cls, config: EmulatorConfig, *, startup_timeout: float = 20.0, log_file: Path | None = None
+    ) -> EmulatorProcess:
+        """Run ``python -m airflow_provider_wavespeed.emulator`` and wait for its listening line.
+
+        :param log_file: where the child writes its log, access lines included; its stderr if None.
+        """
+        logging_argv = [] if log_file is None else ["--log-file", str(log_file)]
         process = subprocess.Popen(  # noqa: S603 - this interpreter, this package, our own flags
-            [sys.executable, "-m", "airflow_provider_wavespeed.emulator", *config_to_argv(config)],
+            [sys.executable, "-m", "airflow_provider_wavespeed.emulator", *config_to_argv(config), *logging_argv],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "WAVESPEED_API_KEY": config.api_key},

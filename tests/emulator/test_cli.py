@@ -63,6 +63,27 @@ def test_spawned_emulator_is_controlled_over_http_and_stops_on_terminate() -> No
     assert process.process.returncode == 0
 
 
+def test_log_file_has_an_access_line_per_request_and_never_the_key(tmp_path: Path) -> None:
+    config = fast_emulator_config()
+    wrong_key = "wrong-key-0123456789"
+    log_file = tmp_path / "emulator.log"
+    with WaveSpeedEmulator.spawn(config, log_file=log_file) as process:
+        api = Api(process)
+        prediction_id = api.submit_ok()["id"]
+        api.result(prediction_id)
+        refused = requests.get(
+            f"{process.base_url}/api/v3/balance", headers={"Authorization": f"Bearer {wrong_key}"}, timeout=10
+        )
+
+    assert refused.status_code == 401
+    log = log_file.read_text()
+    assert '"POST /api/v3/sync/lipsync-1.9.0-beta HTTP/1.1" 200' in log
+    assert f'"GET /api/v3/predictions/{prediction_id}/result HTTP/1.1" 200' in log
+    assert '"GET /api/v3/balance HTTP/1.1" 401' in log
+    for secret in (config.api_key, wrong_key, "Bearer"):
+        assert secret not in log
+
+
 def test_api_key_is_not_on_the_spawned_command_line() -> None:
     config = fast_emulator_config()
     with WaveSpeedEmulator.spawn(config) as process:
