@@ -138,6 +138,60 @@ def test_missing_connection_and_variable_explains_both_ways():
         WaveSpeedHook("nope").base_url  # noqa: B018
 
 
+# Places a key could plausibly be read from by mistake; the hook must read none of them.
+DECOY_ENVIRONMENT = {
+    "WAVESPEED_KEY": "decoy-env-wavespeed-key",
+    "WAVESPEED_TOKEN": "decoy-env-wavespeed-token",
+    "WAVESPEED_API_TOKEN": "decoy-env-wavespeed-api-token",
+    "AIRFLOW_VAR_WAVESPEED_API_KEY": "decoy-airflow-variable",
+    "API_KEY": "decoy-env-api-key",
+}
+DECOY_EXTRAS = {"api_key": "decoy-extra-api-key", "token": "decoy-extra-token", "password": "decoy-extra-password"}
+
+
+def connection_with_decoys(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    """``wavespeed_default`` with a login and key-like extras besides its password."""
+    connection = {
+        "conn_type": "wavespeed",
+        "host": BASE,
+        "login": "decoy-login",
+        "password": password,
+        "extra": {"retry_delay": 0, **DECOY_EXTRAS},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", json.dumps(connection))
+
+
+def test_key_is_the_connection_password_and_nothing_else(monkeypatch, requests_mock):
+    connection_with_decoys(monkeypatch, password=TEST_API_KEY)
+    monkeypatch.setenv("WAVESPEED_API_KEY", "decoy-sdk-variable")
+    for name, value in DECOY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
+
+    WaveSpeedHook().get_balance()
+
+    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {TEST_API_KEY}"
+
+
+def test_an_existing_connection_without_a_password_never_falls_back(monkeypatch, requests_mock):
+    # Falling back here would send a key the connection's owner never chose.
+    connection_with_decoys(monkeypatch, password="")
+    monkeypatch.setenv("WAVESPEED_API_KEY", "decoy-sdk-variable")
+
+    with pytest.raises(WaveSpeedError, match="'wavespeed_default' has no API key: set its password"):
+        WaveSpeedHook().get_balance()
+    assert not requests_mock.called
+
+
+def test_missing_connection_reads_only_the_sdk_environment_variable(monkeypatch, requests_mock):
+    for name, value in DECOY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(WaveSpeedError, match="No Airflow connection 'no_such_connection' and no WAVESPEED_API_KEY"):
+        WaveSpeedHook("no_such_connection").get_balance()
+    assert not requests_mock.called
+
+
 def test_key_is_registered_with_the_secret_masker(hook):
     with mock.patch.object(hook_module, "mask_secret") as mask:
         hook.base_url  # noqa: B018

@@ -13,6 +13,7 @@ import pytest
 from airflow_provider_wavespeed.exceptions import (
     WaveSpeedAuthError,
     WaveSpeedConnectionError,
+    WaveSpeedError,
     WaveSpeedNotFoundError,
     WaveSpeedServerError,
 )
@@ -24,7 +25,7 @@ from airflow_provider_wavespeed.hooks.wavespeed import (
 )
 from tests.conftest import TEST_API_KEY
 from tests.scripted_api import Reply, ScriptedAPI
-from tests.unit.test_hook import envelope, prediction
+from tests.unit.test_hook import DECOY_ENVIRONMENT, connection_with_decoys, envelope, prediction
 
 RESULT_PATH = "/api/v3/predictions/req-1/result"
 
@@ -108,6 +109,29 @@ async def test_unknown_prediction_names_the_request_id(hook, api):
     api.add("GET", RESULT_PATH, Reply(status=404, json_body=envelope(None, 404, "not found")))
     with pytest.raises(WaveSpeedNotFoundError, match="no prediction 'req-1'"):
         await hook.aget_prediction("req-1")
+
+
+async def test_missing_connection_takes_the_key_from_the_sdk_environment_variable(api, monkeypatch):
+    for name, value in DECOY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
+    monkeypatch.setenv("WAVESPEED_BASE_URL", api.base_url)
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction()))
+
+    await WaveSpeedHook("no_such_connection").aget_prediction("req-1")
+
+    assert api.requests[0].headers["Authorization"] == "Bearer env-key-123456"
+    await close_shared_client_session()
+
+
+async def test_an_existing_connection_without_a_password_never_falls_back(api, monkeypatch):
+    connection_with_decoys(monkeypatch, password="")
+    monkeypatch.setenv("WAVESPEED_API_KEY", "decoy-sdk-variable")
+    monkeypatch.setenv("WAVESPEED_BASE_URL", api.base_url)
+
+    with pytest.raises(WaveSpeedError, match="'wavespeed_default' has no API key"):
+        await WaveSpeedHook().aget_prediction("req-1")
+    assert api.requests == []
 
 
 async def test_connect_failure_is_a_connection_error_that_was_not_sent(wavespeed_connection, unused_tcp_port):
