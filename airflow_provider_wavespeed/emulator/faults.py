@@ -8,7 +8,9 @@ order give the same faults every run. Faults can be limited to some routes (`Rou
 submit never creates a prediction. Every other fault strikes after the handler ran with
 probability ``after_accept_rate``: the request took effect (for a submit, the prediction exists and
 will be charged) but the client sees a 5xx, a dropped connection, a late or a malformed answer.
-That is the case a client must not meet by blindly re-submitting.
+That is the case a client must not meet by blindly re-submitting. On the routes named in
+``before_accept_routes`` every fault strikes before the handler runs (a gateway that failed before
+reaching the service); the client cannot tell the difference, it only changes what exists after.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ class FaultConfig:
 
     ``routes`` limits faults to those `Route` names (empty: every API route);
     ``malformed_kinds`` are drawn from uniformly when a malformed answer is due;
-    ``after_accept_rate`` is the chance that a non-429 fault strikes after the request took effect.
+    ``after_accept_rate`` is the chance that a non-429 fault strikes after the request took effect;
+    ``before_accept_routes`` are routes where it is 0 (every fault strikes before the handler runs).
     """
 
     rate_429: float = 0.0
@@ -92,6 +95,7 @@ class FaultConfig:
     malformed_kinds: tuple[str, ...] = tuple(MalformedKind)
     routes: tuple[str, ...] = ()
     after_accept_rate: float = 0.5
+    before_accept_routes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         probabilities = {name: getattr(self, name) for name in ("after_accept_rate", *self._rate_fields())}
@@ -106,7 +110,7 @@ class FaultConfig:
         unknown_kinds = set(self.malformed_kinds) - set(MalformedKind)
         if unknown_kinds or not self.malformed_kinds:
             raise ValueError(f"malformed_kinds must be a non-empty subset of {', '.join(MalformedKind)}")
-        unknown_routes = set(self.routes) - API_ROUTES
+        unknown_routes = (set(self.routes) | set(self.before_accept_routes)) - API_ROUTES
         if unknown_routes:
             raise ValueError(
                 f"unknown routes {sorted(unknown_routes)}; fault routes are {', '.join(sorted(API_ROUTES))}"
@@ -177,8 +181,14 @@ class FaultInjector:
         malformed = (
             MalformedKind(self._rng.choice(self._config.malformed_kinds)) if kind is FaultKind.MALFORMED else None
         )
-        after_accept = kind not in _RATE_LIMITS and self._rng.random() < self._config.after_accept_rate
-        self._stats.record_fault(f"{kind}_{malformed}" if malformed else kind.value, after_accept=after_accept)
+        after_accept = (
+            kind not in _RATE_LIMITS
+            and self._rng.random() < self._config.after_accept_rate
+            and route not in self._config.before_accept_routes
+        )
+        self._stats.record_fault(
+            f"{kind}_{malformed}" if malformed else kind.value, route=route.value, after_accept=after_accept
+        )
         accepted = await handler(request) if after_accept else None
         if kind is FaultKind.SLOW:
             await asyncio.sleep(self._config.slow_seconds)

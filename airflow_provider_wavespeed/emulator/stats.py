@@ -47,6 +47,8 @@ class EmulatorStats:
         self._submits: dict[str, _SubmittedInput] = {}
         self._faults: Counter[str] = Counter()
         self._faults_after_accept = 0
+        self._faults_by_route: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._faults_after_accept_by_route: Counter[str] = Counter()
         self._webhooks: list[WebhookDelivery] = []
 
     def record_response(self, route: str, status: str) -> None:
@@ -59,9 +61,11 @@ class EmulatorStats:
         submitted = self._submits.setdefault(input_key(model, inputs), _SubmittedInput(model))
         submitted.count += 1
 
-    def record_fault(self, kind: str, *, after_accept: bool) -> None:
+    def record_fault(self, kind: str, *, route: str, after_accept: bool) -> None:
         self._faults[kind] += 1
         self._faults_after_accept += after_accept
+        self._faults_by_route[route][kind] += 1
+        self._faults_after_accept_by_route[route] += after_accept
 
     def record_webhook(self, delivery: WebhookDelivery) -> None:
         self._webhooks.append(delivery)
@@ -80,6 +84,8 @@ class EmulatorStats:
             "duplicate_submits": sum(submitted.count - 1 for submitted in self._submits.values()),
             "faults": dict(self._faults),
             "faults_after_accept": self._faults_after_accept,
+            "faults_by_route": {route: dict(counts) for route, counts in self._faults_by_route.items()},
+            "faults_after_accept_by_route": dict(self._faults_after_accept_by_route),
             "webhooks": {
                 **{outcome.value: outcomes[outcome] for outcome in WebhookOutcome},
                 "deliveries": [delivery.to_json() for delivery in self._webhooks],

@@ -167,6 +167,18 @@ def test_submit_fault_before_accept_and_every_429_create_no_prediction(
     assert emulator.stats()["submits"] == 0
 
 
+def test_before_accept_routes_keep_faults_there_ahead_of_the_handler(api: Api, emulator: WaveSpeedEmulator) -> None:
+    emulator.set_faults(FaultConfig(rate_500=1.0, after_accept_rate=1.0, before_accept_routes=("submit",)))
+    assert api.submit().status_code == 500
+    assert api.get(BALANCE).status_code == 500
+    stats = emulator.stats()
+    emulator.set_faults(FaultConfig())
+
+    assert listed_prediction_count(api) == 0, "a fault on a before-accept route creates nothing"
+    assert stats["faults_by_route"] == {"submit": {"500": 1}, "balance": {"500": 1}}
+    assert stats["faults_after_accept_by_route"] == {"submit": 0, "balance": 1}
+
+
 def test_faults_apply_only_to_the_chosen_routes(api: Api, emulator: WaveSpeedEmulator) -> None:
     emulator.set_faults(FaultConfig(rate_503=1.0, routes=("result",)))
 
