@@ -12,6 +12,11 @@ waiting, and read back at the start of the next try:
   task whose prediction is still running or completed resumes it (delete the Variable to force a
   new prediction).
 
+A submit whose answer was lost (:class:`~airflow_provider_wavespeed.exceptions.WaveSpeedSubmissionUncertainError`)
+leaves no request id, only the fact that a paid prediction may exist: its model and the time it was
+sent are recorded the same way (``wavespeed_uncertain_submit``), and the next try reconciles them
+with WaveSpeed's prediction history before it may submit again (:func:`unclaimed_candidates`).
+
 A worker that dies between the submit's answer and this write (milliseconds) still leaves a
 prediction behind that the next try cannot know about; Airflow's own ResumableJobMixin has the
 same window.
@@ -19,12 +24,45 @@ same window.
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+if TYPE_CHECKING:
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+    from airflow_provider_wavespeed.models import Prediction
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "wavespeed_request_id"
+UNCERTAIN_STATE_KEY = "wavespeed_uncertain_submit"
+
+CLOCK_SKEW_MARGIN = timedelta(seconds=60)
+"""How far before our own clock's submit time WaveSpeed's history is searched: its ``created_at``
+comes from WaveSpeed's clock, which may run behind ours."""
+
+
+@dataclass(frozen=True)
+class UncertainSubmit:
+    """A submit that was sent but whose answer was lost: a paid prediction may exist.
+
+    :param model: the model path it was for.
+    :param submitted_at: ISO 8601 UTC time (the worker's clock) just before it was sent.
+    """
+
+    model: str
+    submitted_at: str
+
+    @property
+    def search_from(self) -> str:
+        """The ``created_after`` to look for it with, the clock-skew margin before ``submitted_at``."""
+        moment = pendulum.parse(self.submitted_at)
+        assert isinstance(moment, pendulum.DateTime)
+        return (moment - CLOCK_SKEW_MARGIN).in_timezone("UTC").isoformat()
 
 
 class SubmittedPredictionRecord:
@@ -33,8 +71,8 @@ class SubmittedPredictionRecord:
     def __init__(self, context: Any) -> None:
         self._state_store = context.get("task_state_store")
         ti = context["ti"]
-        self._variable_key = "__".join(
-            (STATE_KEY, str(ti.dag_id), str(ti.run_id), str(ti.task_id), str(getattr(ti, "map_index", -1)))
+        self._variable_suffix = "__".join(
+            (str(ti.dag_id), str(ti.run_id), str(ti.task_id), str(getattr(ti, "map_index", -1)))
         )
 
     @property
@@ -44,32 +82,91 @@ class SubmittedPredictionRecord:
 
     def recall(self) -> str | None:
         """The request id an earlier try of this task instance submitted, if any."""
-        if self._state_store is not None:
-            value = self._state_store.get(STATE_KEY)
-        else:
-            from airflow.providers.common.compat.sdk import Variable
-
-            # The default is passed by position: Airflow 2 names it ``default_var``, Airflow 3 ``default``.
-            value = Variable.get(self._variable_key, None)
+        value = self._get(STATE_KEY)
         return str(value) if value else None
 
     def remember(self, request_id: str) -> None:
-        if self._state_store is not None:
-            self._state_store.set(STATE_KEY, request_id)
-            return
-        from airflow.providers.common.compat.sdk import Variable
-
-        Variable.set(
-            self._variable_key,
+        self._set(
+            STATE_KEY,
             request_id,
-            description="WaveSpeed prediction submitted by this task instance; lets a retry resume it "
-            "instead of paying again. Deleted when the task succeeds.",
+            "WaveSpeed prediction submitted by this task instance; lets a retry resume it instead of paying "
+            "again. Deleted when the task succeeds.",
         )
 
+    def recall_uncertain(self) -> UncertainSubmit | None:
+        """The submit of an earlier try whose answer was lost, if any."""
+        value = self._get(UNCERTAIN_STATE_KEY)
+        if not value:
+            return None
+        data = json.loads(value) if isinstance(value, str) else value
+        return UncertainSubmit(model=str(data["model"]), submitted_at=str(data["submitted_at"]))
+
+    def remember_uncertain(self, uncertain: UncertainSubmit) -> None:
+        self._set(
+            UNCERTAIN_STATE_KEY,
+            json.dumps({"model": uncertain.model, "submitted_at": uncertain.submitted_at}),
+            "A WaveSpeed submit of this task instance whose answer was lost: the next try looks for the "
+            "prediction it may have created before submitting again. Deleted when the task succeeds.",
+        )
+
+    def forget_uncertain(self) -> None:
+        self._delete_if_present(UNCERTAIN_STATE_KEY)
+
     def forget(self) -> None:
+        self._delete_if_present(STATE_KEY)
+        self._delete_if_present(UNCERTAIN_STATE_KEY)
+
+    def how_to_forget(self) -> str:
+        """What a person does to make the next try submit anew."""
         if self._state_store is not None:
-            self._state_store.delete(STATE_KEY)
+            return "clear the task instance (clearing discards its task state)"
+        return f"delete the Airflow Variable '{self._variable_key(UNCERTAIN_STATE_KEY)}'"
+
+    # -- the two backends ---------------------------------------------------------------------------
+
+    def _variable_key(self, key: str) -> str:
+        return f"{key}__{self._variable_suffix}"
+
+    def _get(self, key: str) -> Any:
+        if self._state_store is not None:
+            return self._state_store.get(key)
+        from airflow.providers.common.compat.sdk import Variable
+
+        # The default is passed by position: Airflow 2 names it ``default_var``, Airflow 3 ``default``.
+        return Variable.get(self._variable_key(key), None)
+
+    def _set(self, key: str, value: str, description: str) -> None:
+        if self._state_store is not None:
+            self._state_store.set(key, value)
             return
         from airflow.providers.common.compat.sdk import Variable
 
-        Variable.delete(self._variable_key)
+        Variable.set(self._variable_key(key), value, description=description)
+
+    def _delete_if_present(self, key: str) -> None:
+        if self._state_store is not None:
+            self._state_store.delete(key)
+            return
+        from airflow.providers.common.compat.sdk import Variable
+
+        # Read first: most tries never write the uncertain-submit Variable, and a delete of a key
+        # that is not there is not quiet on every Airflow line.
+        if Variable.get(self._variable_key(key), None) is not None:
+            Variable.delete(self._variable_key(key))
+
+
+def unclaimed_candidates(hook: WaveSpeedHook, uncertain: UncertainSubmit, claimed: set[str]) -> list[Prediction]:
+    """WaveSpeed's predictions that may be the one an uncertain submit created.
+
+    Every prediction of ``uncertain.model`` created since ``search_from`` (all pages) except those in
+    ``claimed``: ids other task instances recorded as their own, which therefore are not this one's.
+    The list carries no inputs, so nothing else can tell two predictions of one model apart.
+    """
+    candidates: list[Prediction] = []
+    page = 1
+    while True:
+        found = hook.list_predictions(model=uncertain.model, created_after=uncertain.search_from, page=page)
+        candidates += [prediction for prediction in found if prediction.id not in claimed]
+        if len(found) < 100:
+            return candidates
+        page += 1

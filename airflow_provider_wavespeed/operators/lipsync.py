@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_wavespeed.exceptions import WaveSpeedNotFoundError
+from airflow_provider_wavespeed.exceptions import WaveSpeedNotFoundError, WaveSpeedSubmissionUncertainError
 from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
 from airflow_provider_wavespeed.media import check_readable_file, is_http_url, local_path_of, path_text, url_scheme
 from airflow_provider_wavespeed.polling import (
@@ -24,7 +24,7 @@ from airflow_provider_wavespeed.polling import (
     DEFAULT_POLL_INTERVAL,
     check_poll_intervals,
 )
-from airflow_provider_wavespeed.resume import SubmittedPredictionRecord
+from airflow_provider_wavespeed.resume import SubmittedPredictionRecord, UncertainSubmit, unclaimed_candidates
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -150,7 +150,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         inputs = self.model_inputs()
         _check_output_path(self.output_path)
         record = SubmittedPredictionRecord(context)
-        prediction = self._resume_earlier_prediction(record) or self._submit(inputs, record)
+        prediction = self._resume_earlier_prediction(record) or self._submit(inputs, record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
         context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
@@ -218,14 +218,69 @@ class WaveSpeedRunModelOperator(BaseOperator):
         )
         return earlier
 
-    def _submit(self, inputs: dict[str, Any], record: SubmittedPredictionRecord) -> Prediction:
+    def _submit(self, inputs: dict[str, Any], record: SubmittedPredictionRecord, context: Context) -> Prediction:
+        uncertain = record.recall_uncertain()
+        if uncertain is not None:
+            self._reconcile_uncertain_submit(uncertain, record, context)
         for field in self.media_inputs:
             value = inputs[field]
             if not is_http_url(value):
                 inputs[field] = self.hook.upload(value)
-        prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
+        try:
+            prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
+        except WaveSpeedSubmissionUncertainError as error:
+            # Written before the task fails, so Airflow's retry looks before it pays again.
+            record.remember_uncertain(UncertainSubmit(model=error.model, submitted_at=error.submitted_at))
+            raise
         record.remember(prediction.id)
         return prediction
+
+    def _reconcile_uncertain_submit(
+        self, uncertain: UncertainSubmit, record: SubmittedPredictionRecord, context: Context
+    ) -> None:
+        """Return when an earlier try's lost submit provably created nothing; raise otherwise.
+
+        WaveSpeed's history lists no inputs, so a prediction of the same model created since then
+        may be that submit's. Those that other task instances of this DAG run recorded as theirs are
+        not; any other one might be, and is never adopted blindly (it could be another DAG's).
+        """
+        candidates = unclaimed_candidates(self.hook, uncertain, self._request_ids_claimed_by_others(context))
+        if not candidates:
+            self.log.warning(
+                "An earlier try's submit to WaveSpeed model '%s' at %s lost its answer. WaveSpeed lists no "
+                "prediction of that model created since %s that another task claims, so that submit created "
+                "nothing and submitting again is safe.",
+                uncertain.model,
+                uncertain.submitted_at,
+                uncertain.search_from,
+            )
+            record.forget_uncertain()
+            return
+        shown = ", ".join(prediction.id for prediction in candidates[:20])
+        more = f" and {len(candidates) - 20} more" if len(candidates) > 20 else ""
+        raise WaveSpeedSubmissionUncertainError(
+            f"An earlier try's submit to WaveSpeed model '{uncertain.model}' at {uncertain.submitted_at} lost "
+            f"its answer, and WaveSpeed lists {len(candidates)} prediction(s) of that model created since "
+            f"{uncertain.search_from} that no other task of this DAG run claims: {shown}{more}. One of them may "
+            "be this task's; WaveSpeed's history shows no inputs, so it cannot be told apart, and nothing was "
+            "submitted again. Wait for the right one with PredictionSensor(request_id=...), or, to submit a "
+            f"new (paid) prediction, {record.how_to_forget()} and run the task again.",
+            model=uncertain.model,
+            submitted_at=uncertain.submitted_at,
+        )
+
+    def _request_ids_claimed_by_others(self, context: Context) -> set[str]:
+        """The request ids every task of this DAG run has pushed to XCom (all map indexes)."""
+        dag = context.get("dag") or (self.dag if self.has_dag() else None)
+        task_ids = list(getattr(dag, "task_ids", None) or [self.task_id])
+        try:
+            pulled = context["ti"].xcom_pull(task_ids=task_ids, key="request_id")
+            values = pulled if isinstance(pulled, (list, tuple)) else [pulled]
+            return {value for value in values if isinstance(value, str)}
+        # Knowing fewer claimed ids only makes the check stricter (more candidates), never unsafe.
+        except Exception:
+            self.log.warning("Could not read the request ids of the other tasks of this run", exc_info=True)
+            return set()
 
     def _defer(self, prediction: Prediction) -> None:
         from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger

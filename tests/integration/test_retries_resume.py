@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from airflow_provider_wavespeed.exceptions import PredictionFailedError
+from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
+from airflow_provider_wavespeed.exceptions import PredictionFailedError, WaveSpeedSubmissionUncertainError
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
 from tests.unit.test_operators import StateStore, make_context
@@ -55,3 +57,69 @@ def test_retry_after_a_failed_prediction_submits_anew(lipsync_emulator: WaveSpee
         lipsync(video="https://media.invalid/private.mp4", deferrable=False).execute(make_context(store))
 
     assert lipsync_emulator.stats()["submits"] == 2
+
+
+class VariableStore:
+    """Airflow Variables as a dict: the backend a retry reads on Airflow 2.11 and 3.0-3.2."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: str, description: str | None = None) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        del self.values[key]
+
+
+def test_without_a_task_state_store_a_killed_worker_s_retry_resumes_through_a_variable(
+    lipsync_emulator: WaveSpeedEmulator,
+):
+    variables = VariableStore()
+    context = make_context()
+    del context["task_state_store"]  # Airflow < 3.3
+    with mock.patch("airflow.providers.common.compat.sdk.Variable", variables):
+        with pytest.raises(TaskDeferred) as deferred:
+            lipsync(deferrable=True).execute(context)
+        # The worker is SIGKILLed here: nothing after the deferral runs, the Variable stays.
+        assert list(variables.values) == ["wavespeed_request_id__dubbing__run-1__lipsync__-1"]
+
+        result = lipsync(deferrable=False).execute(context)
+
+    assert result["request_id"] == deferred.value.trigger.request_id
+    assert lipsync_emulator.stats()["submits"] == 1
+    assert variables.values == {}, "the Variable is deleted when the task succeeds"
+
+
+def test_a_submit_lost_after_acceptance_is_never_paid_twice_and_fails_loudly(lipsync_emulator: WaveSpeedEmulator):
+    store = StateStore()
+    lipsync_emulator.set_faults(FaultConfig(rate_502=1.0, after_accept_rate=1.0, routes=("submit",)))
+    with pytest.raises(WaveSpeedSubmissionUncertainError):
+        lipsync().execute(make_context(store))
+    lipsync_emulator.set_faults(FaultConfig())
+    (created,) = lipsync_emulator.stats()["predictions"]
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError, match=created):  # Airflow's retry
+        lipsync().execute(make_context(store))
+
+    stats = lipsync_emulator.stats()
+    assert (stats["submits"], stats["duplicate_submits"]) == (1, 0)
+
+
+def test_a_submit_lost_before_acceptance_is_resubmitted_once_the_history_shows_nothing(
+    lipsync_emulator: WaveSpeedEmulator,
+):
+    store = StateStore()
+    lipsync_emulator.set_faults(FaultConfig(rate_drop=1.0, before_accept_routes=("submit",), routes=("submit",)))
+    with pytest.raises(WaveSpeedSubmissionUncertainError):
+        lipsync().execute(make_context(store))
+    lipsync_emulator.set_faults(FaultConfig())
+    assert lipsync_emulator.stats()["submits"] == 0
+
+    result = lipsync(deferrable=False).execute(make_context(store))  # Airflow's retry
+
+    assert result["status"] == "completed"
+    assert lipsync_emulator.stats()["submits"] == 1

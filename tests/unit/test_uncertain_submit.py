@@ -1,0 +1,137 @@
+"""A submit whose answer was lost: the next try looks in WaveSpeed's history before it pays again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from airflow_provider_wavespeed.exceptions import WaveSpeedSubmissionUncertainError
+from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
+from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
+from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook
+
+SUBMITTED_AT = "2026-11-20T10:00:00+00:00"
+UNCERTAIN = UncertainSubmit(model="sync/lipsync-1.9.0-beta", submitted_at=SUBMITTED_AT)
+
+
+@pytest.fixture
+def hook():
+    yield from replaced_hook(WaveSpeedRunModelOperator)
+
+
+def lost_answer() -> WaveSpeedSubmissionUncertainError:
+    return WaveSpeedSubmissionUncertainError("answer lost", model=UNCERTAIN.model, submitted_at=SUBMITTED_AT)
+
+
+def listed(*request_ids: str) -> list[Any]:
+    return [parsed("processing", id=request_id) for request_id in request_ids]
+
+
+def store_with_uncertain_submit() -> StateStore:
+    store = StateStore()
+    SubmittedPredictionRecord(make_context(store)).remember_uncertain(UNCERTAIN)
+    return store
+
+
+def test_an_uncertain_submit_is_recorded_before_the_task_fails(hook):
+    store = StateStore()
+    hook.submit.side_effect = lost_answer()
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError):
+        lipsync().execute(make_context(store))
+
+    assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
+
+
+def test_retry_resubmits_when_the_history_shows_no_prediction_since_the_lost_submit(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.return_value = []
+    hook.submit.return_value = parsed("created")
+    hook.get_prediction.return_value = parsed("completed")
+
+    operator = lipsync()
+    with mock.patch.object(type(operator), "log", new_callable=mock.PropertyMock) as log:
+        result = operator.execute(make_context(store))
+
+    assert result["request_id"] == "req-1"
+    hook.submit.assert_called_once()
+    hook.list_predictions.assert_called_once_with(
+        model=UNCERTAIN.model, created_after="2026-11-20T09:59:00+00:00", page=1
+    )
+    assert UNCERTAIN_STATE_KEY not in store.values
+    assert "submitting again is safe" in str(log.return_value.warning.call_args)
+
+
+def test_retry_never_adopts_an_unclaimed_candidate_and_fails_naming_it(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.return_value = listed("req-theirs", "req-maybe-ours")
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = ["req-theirs", None]
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError) as failure:
+        lipsync().execute(context)
+
+    message = str(failure.value)
+    assert "req-maybe-ours" in message
+    assert "req-theirs" not in message, "a prediction another task claims is not a candidate"
+    assert "PredictionSensor(request_id=...)" in message
+    assert "clear the task instance" in message
+    hook.submit.assert_not_called()
+    hook.upload.assert_not_called()
+    assert UNCERTAIN_STATE_KEY in store.values, "the next try must look again"
+
+
+def test_predictions_claimed_by_other_tasks_of_the_run_do_not_block_a_resubmit(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.return_value = listed("req-a", "req-b")
+    hook.submit.return_value = parsed("created")
+    hook.get_prediction.return_value = parsed("completed")
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = ["req-a", "req-b"]
+
+    lipsync().execute(context)
+
+    hook.submit.assert_called_once()
+    assert context["ti"].xcom_pull.call_args.kwargs["key"] == "request_id"
+
+
+def test_every_page_of_the_history_is_searched(hook):
+    store = store_with_uncertain_submit()
+    claimed = [f"req-{n}" for n in range(100)]
+    hook.list_predictions.side_effect = [listed(*claimed), listed("req-unclaimed")]
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = claimed
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError, match="req-unclaimed"):
+        lipsync().execute(context)
+
+    assert [call.kwargs["page"] for call in hook.list_predictions.call_args_list] == [1, 2]
+
+
+def test_unreadable_claims_make_the_check_stricter_not_looser(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.return_value = listed("req-a")
+    context = make_context(store)
+    context["ti"].xcom_pull.side_effect = RuntimeError("execution API down")
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError, match="req-a"):
+        lipsync().execute(context)
+
+    hook.submit.assert_not_called()
+
+
+def test_without_a_task_state_store_the_uncertain_submit_goes_into_a_variable(hook):
+    context = make_context()
+    del context["task_state_store"]
+    hook.submit.side_effect = lost_answer()
+    with mock.patch("airflow.providers.common.compat.sdk.Variable") as variable:
+        variable.get.return_value = None
+        with pytest.raises(WaveSpeedSubmissionUncertainError):
+            lipsync().execute(context)
+
+    key, value = variable.set.call_args.args
+    assert key == "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
+    assert json.loads(value) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
