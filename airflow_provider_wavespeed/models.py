@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # How much of an unexpected body an error message quotes: enough to recognise a gateway's page.
 _BODY_EXCERPT_CHARS = 200
+# An integer as WaveSpeed writes one in a string: ASCII digits only (str.isdigit() also accepts
+# "²" and other digits that int() refuses).
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
 
 
 class PredictionStatus(StrEnum):
@@ -258,6 +262,8 @@ def _decode_json(body: bytes) -> tuple[Any, str]:
         return json.loads(body), ""
     except UnicodeDecodeError:
         return None, "the body is not text"
+    except RecursionError:
+        return None, "the body is JSON nested too deeply to be a WaveSpeed envelope"
     except ValueError:
         if body.lstrip()[:1] == b"<":
             return None, "the body is an HTML page, not JSON (a gateway or proxy error page)"
@@ -289,8 +295,8 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
@@ -357,7 +363,7 @@ def balance_from_api(data: Any, *, url: str) -> float:
         )
     try:
         return float(balance)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise WaveSpeedMalformedResponseError(
             f"WaveSpeed's balance answer from {url} has a non-numeric balance {balance!r}",
             http_status=200,
