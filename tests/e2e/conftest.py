@@ -1,0 +1,106 @@
+"""One real Airflow and one emulator process for every end-to-end module (starting them costs ~30 s).
+
+The emulator writes its log, an access line per request, to a file the secret-hygiene test reads.
+Besides ``wavespeed_default``, Airflow has ``wavespeed_wrong_key`` (a key the emulator refuses),
+and ``WAVESPEED_API_KEY``/``WAVESPEED_BASE_URL`` in every component's environment, for tasks whose
+connection does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+from devstack.airflow_stack import AIRFLOW_VERSION, LocalAirflow
+from devstack.clips import make_audio, make_video
+from tests.conftest import EXAMPLE_DAGS
+from tests.emulator_fixtures import fast_emulator_config
+
+E2E_DAGS = str(Path(__file__).parent / "dags")
+DUBBING_DATE = "2026-11-20"
+WRONG_KEY_CONNECTION = "wavespeed_wrong_key"
+# Characters that URL- and base64-encoding change, so that the encoded forms searched for differ.
+WRONG_API_KEY = f"wsk-wrong+{secrets.token_hex(8)}/key="
+
+requires_api_server = pytest.mark.skipif(
+    AIRFLOW_VERSION < (3, 1),
+    reason="the harness drives Airflow 3.1+'s api-server; 2.11 has none, and 3.0.2's /auth/token answers 500",
+)
+
+
+@pytest.fixture(scope="package")
+def emulator_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("emulator") / "emulator.log"
+
+
+@pytest.fixture(scope="package")
+def emulator(emulator_log: Path) -> Iterator[Any]:
+    # Long enough that the task is seen deferred, short enough for a quick suite.
+    config = fast_emulator_config(api_key=f"wsk-e2e+{secrets.token_hex(8)}/key=", prediction_seconds=(6.0, 6.0))
+    process = WaveSpeedEmulator.spawn(config, log_file=emulator_log)
+    yield process
+    process.terminate()
+
+
+@pytest.fixture(scope="package")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    # Real media: the emulator renders uploads, and fails those that are not media.
+    make_video(root / "interview.mp4", 2)
+    make_audio(root / "interview.fr.wav", 3)
+    incoming = root / "incoming" / DUBBING_DATE
+    make_video(incoming / "talk.mp4", 1)
+    for name in ("talk.fr.wav", "talk.de.wav"):
+        make_audio(incoming / name, 1)
+    return root
+
+
+@pytest.fixture(scope="package")
+def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflow]:
+    bundles = [
+        {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": path}}
+        for name, path in (("example-dags", EXAMPLE_DAGS), ("e2e-dags", E2E_DAGS))
+    ]
+    stack = LocalAirflow(
+        home=tmp_path_factory.mktemp("airflow-home"),
+        dags_folder=Path(EXAMPLE_DAGS),
+        extra_env={
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            "WAVESPEED_EXAMPLE_MEDIA": str(media),
+            "WAVESPEED_EXAMPLE_STORAGE": f"file://{media}",
+            "WAVESPEED_API_KEY": emulator.api_key,
+            "WAVESPEED_BASE_URL": emulator.base_url,
+        },
+    )
+    try:
+        stack.start()
+        for connection_id, key in (("wavespeed_default", emulator.api_key), (WRONG_KEY_CONNECTION, WRONG_API_KEY)):
+            stack.create_connection(
+                {"connection_id": connection_id, "conn_type": "wavespeed", "host": emulator.base_url, "password": key}
+            )
+        yield stack
+    finally:
+        stack.stop()
+
+
+def run_to_the_end(
+    airflow: LocalAirflow, dag_id: str, *, on_poll: Any = None, **trigger: Any
+) -> tuple[str, str, set[str]]:
+    """Trigger ``dag_id``; return its run id, final state, and every task state seen meanwhile."""
+    airflow.wait_for_dag(dag_id)
+    run_id = airflow.trigger(dag_id, **trigger)
+    seen: set[str] = set()
+
+    def poll(instances: list[dict[str, Any]]) -> None:
+        seen.update(str(ti["state"]) for ti in instances)
+        if on_poll is not None:
+            on_poll(instances)
+
+    state = airflow.wait_for_run(dag_id, run_id, on_poll=poll)
+    return run_id, state, seen
