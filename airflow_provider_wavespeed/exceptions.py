@@ -122,6 +122,18 @@ class PredictionFailedError(WaveSpeedError):
         )
 
 
+class PredictionOutputError(WaveSpeedError):
+    """A prediction completed, but its outputs cannot be used: there are none, or they are flagged
+    NSFW and ``fail_on_nsfw`` is set.
+
+    :param request_id: the prediction's id.
+    """
+
+    def __init__(self, summary: str, *, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(summary)
+
+
 class PredictionWaitTimeoutError(WaveSpeedError):
     """Waiting for a prediction took longer than allowed; the prediction itself may still run.
 
@@ -131,14 +143,23 @@ class PredictionWaitTimeoutError(WaveSpeedError):
     """
 
     def __init__(self, *, request_id: str, waited_seconds: float, last_status: str) -> None:
+        from airflow_provider_wavespeed.models import PredictionStatus  # models imports this module
+
         self.request_id = request_id
         self.waited_seconds = waited_seconds
         self.last_status = last_status
+        unknown = last_status not in {status.value for status in PredictionStatus} and last_status != "unknown"
         super().__init__(
             f"Gave up waiting for WaveSpeed prediction {request_id} after {waited_seconds:.0f} s "
             f"(last status '{last_status}'). It may still be running and billed at WaveSpeed: wait "
             f"for it with PredictionSensor(request_id='{request_id}') instead of submitting again, "
             "or raise the timeout."
+            + (
+                f" WaveSpeed's status '{last_status}' is one this provider does not know, so it counted as "
+                "still running; if it is a final one, upgrade the provider."
+                if unknown
+                else ""
+            )
         )
 
 

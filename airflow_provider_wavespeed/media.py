@@ -91,6 +91,32 @@ def check_readable_file(path: Path, *, field: str) -> None:
         raise ValueError(f"{field}: local file {str(path)!r} is not readable by this process; fix its mode")
 
 
+def check_storage_file(path: str | _StoragePathLike, *, field: str) -> None:
+    """Raise a ValueError naming ``field`` unless ``path`` is a file in object storage Airflow can read.
+
+    Checked before anything is uploaded, so that an ``s3://`` input without the Amazon provider, or
+    a missing object, fails the task before another input was uploaded.
+    """
+    shown = path if isinstance(path, str) else str(path)
+    try:
+        storage = object_storage_path(path) if isinstance(path, str) else path
+        storage.stat()  # what an upload reads first: it needs the filesystem, which is_file() may not
+        is_file = getattr(storage, "is_file", None)
+        exists = bool(is_file()) if callable(is_file) else True
+    except (ImportError, ValueError) as error:  # no filesystem for the scheme, or it is not installed
+        raise ValueError(
+            f"{field}={shown!r} uses '{url_scheme(shown)}://', which this Airflow cannot read ({error}); "
+            "install the Airflow provider for that storage (e.g. apache-airflow-providers-amazon for s3://, "
+            "apache-airflow-providers-google for gs://), or pass an http(s) URL or a local path"
+        ) from None
+    except FileNotFoundError:
+        exists = False
+    if not exists:
+        raise ValueError(
+            f"{field}: {shown!r} is not a file in object storage (missing, or a directory); pass an existing media file"
+        )
+
+
 @contextmanager
 def open_media(source: MediaSource, *, field: str = "source") -> Iterator[OpenedMedia]:
     """Open ``source`` for a streamed read; a file object the caller passed is left open.

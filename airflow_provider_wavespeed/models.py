@@ -19,9 +19,9 @@ import pendulum
 
 from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
+    PredictionOutputError,
     WaveSpeedAPIError,
     WaveSpeedAuthError,
-    WaveSpeedError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # How much of an unexpected body an error message quotes: enough to recognise a gateway's page.
 _BODY_EXCERPT_CHARS = 200
+_MALFORMED_HINT = "The answer is not what WaveSpeed documents (damaged on the way, or a proxy's): retry later."
 # An integer as WaveSpeed writes one in a string: ASCII digits only (str.isdigit() also accepts
 # "²" and other digits that int() refuses).
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
@@ -111,17 +112,21 @@ class Prediction:
             )
 
     def raise_for_unusable_output(self, *, fail_on_nsfw: bool) -> None:
-        """Raise :class:`WaveSpeedError` for a completed prediction whose outputs cannot be used."""
+        """Raise :class:`PredictionOutputError` for a completed prediction whose outputs cannot be used."""
         if not self.outputs:
-            raise WaveSpeedError(
+            raise PredictionOutputError(
                 f"WaveSpeed prediction {self.id} is '{self.status}' but returned no outputs; nothing to "
-                "pass on. Look at it in WaveSpeed's dashboard, then retry the task to run it again."
+                "pass on. Look at it in WaveSpeed's dashboard; running the task that submitted it again "
+                "submits a new prediction.",
+                request_id=self.id,
             )
         if fail_on_nsfw and any(self.has_nsfw_contents):
-            raise WaveSpeedError(
+            raise PredictionOutputError(
                 f"WaveSpeed flagged the output of prediction {self.id} as NSFW (has_nsfw_contents="
-                f"{list(self.has_nsfw_contents)}) and fail_on_nsfw=True. Check the inputs, or set "
-                "fail_on_nsfw=False to accept flagged outputs."
+                f"{list(self.has_nsfw_contents)}) and fail_on_nsfw=True. Check the inputs (a retry submits "
+                "anew), or set fail_on_nsfw=False to accept flagged outputs; this one stays available: "
+                f"PredictionSensor(request_id='{self.id}') returns it.",
+                request_id=self.id,
             )
 
     def summary(self) -> dict[str, Any]:
@@ -145,14 +150,15 @@ class Prediction:
         if not isinstance(data, dict):
             raise WaveSpeedMalformedResponseError(
                 f"WaveSpeed response from {url or 'the API'} has no prediction object in 'data' "
-                f"(got {type(data).__name__})",
+                f"(got {type(data).__name__}). {_MALFORMED_HINT}",
                 http_status=http_status,
                 url=url,
             )
         request_id = data.get("id")
         if not isinstance(request_id, str) or not request_id:
             raise WaveSpeedMalformedResponseError(
-                f"WaveSpeed response from {url or 'the API'} has no prediction id ('data.id' is {request_id!r})",
+                f"WaveSpeed response from {url or 'the API'} has no prediction id ('data.id' is {request_id!r}). "
+                f"{_MALFORMED_HINT}",
                 http_status=http_status,
                 url=url,
             )
@@ -182,7 +188,9 @@ class Prediction:
         )
 
 
-def parse_envelope(*, http_status: int, body: bytes, url: str, retry_after: float | None = None) -> Any:
+def parse_envelope(
+    *, http_status: int, body: bytes, url: str, retry_after: float | None = None, key_source: str = ""
+) -> Any:
     """Return the ``data`` of a WaveSpeed envelope ``{code, message, data}``, or raise its error.
 
     A task that failed still comes back as HTTP 200 with envelope ``code`` 200: that is a
@@ -190,41 +198,46 @@ def parse_envelope(*, http_status: int, body: bytes, url: str, retry_after: floa
     prediction's status decides.
 
     :param retry_after: the response's ``Retry-After`` in seconds, passed on to 429/5xx errors.
+    :param key_source: where the API key came from, named by a 401/403 error (e.g. "the password
+        (API Key) of the WaveSpeed connection 'wavespeed_default'").
     """
     payload, decode_problem = _decode_json(body)
     if http_status >= 400:
         api_code, api_message = _envelope_code_and_message(payload)
         if decode_problem:
             api_message = _describe_unexpected_body(body, decode_problem)
-        raise _api_error(http_status, api_code, api_message, url, retry_after)
+        raise _api_error(http_status, api_code, api_message, url, retry_after, key_source)
     if decode_problem:
         raise WaveSpeedMalformedResponseError(
-            f"WaveSpeed answered {url} with HTTP {http_status} but {_describe_unexpected_body(body, decode_problem)}",
+            f"WaveSpeed answered {url} with HTTP {http_status} but {_describe_unexpected_body(body, decode_problem)}. "
+            f"{_MALFORMED_HINT}",
             http_status=http_status,
             url=url,
         )
     if not isinstance(payload, dict) or "code" not in payload:
         raise WaveSpeedMalformedResponseError(
             f"WaveSpeed answered {url} with HTTP {http_status} but the body is not the documented "
-            f"envelope {{code, message, data}}: {_excerpt(body)}",
+            f"envelope {{code, message, data}}: {_excerpt(body)}. {_MALFORMED_HINT}",
             http_status=http_status,
             url=url,
         )
     api_code, api_message = _envelope_code_and_message(payload)
     if api_code != 200:
-        raise _api_error(http_status, api_code, api_message, url, retry_after)
+        raise _api_error(http_status, api_code, api_message, url, retry_after, key_source)
     return payload.get("data")
 
 
 def _api_error(
-    http_status: int, api_code: int | None, api_message: str, url: str, retry_after: float | None
+    http_status: int, api_code: int | None, api_message: str, url: str, retry_after: float | None, key_source: str
 ) -> WaveSpeedAPIError:
     """Map a failed request onto the error class that decides retrying; the envelope code counts too."""
     # Under HTTP 200 an HTTP-like envelope code (e.g. 429) still says what kind of failure it is;
     # task codes such as 1401 are not HTTP statuses.
     http_like_code = api_code if api_code is not None and 400 <= api_code <= 599 else None
     effective = http_status if http_status >= 400 else (http_like_code or http_status)
-    detail = api_message or "no message"
+    # "HTTP 200, code 500" when the envelope's code is not the HTTP status: both are what WaveSpeed said.
+    status = f"HTTP {http_status}" + (f", code {api_code}" if api_code is not None and api_code != http_status else "")
+    detail = f"{status}: {api_message or 'no message'}"
     common: dict[str, Any] = {
         "http_status": http_status,
         "api_code": api_code,
@@ -234,24 +247,26 @@ def _api_error(
     }
     if effective in (401, 403):
         return WaveSpeedAuthError(
-            f"WaveSpeed rejected the API key (HTTP {effective}: {detail}). Check the password (API Key) "
-            "of the WaveSpeed connection: the key must exist, be activated by a top-up, and belong to an "
-            "account that is not suspended.",
+            f"WaveSpeed rejected the API key ({detail}). Check "
+            f"{key_source or 'the password (API Key) of the WaveSpeed connection'}: the key must exist, be "
+            "activated by a top-up, and belong to an account that is not suspended.",
             **common,
         )
     if effective == 404:
-        return WaveSpeedNotFoundError(f"WaveSpeed found nothing at {url} (HTTP 404: {detail})", **common)
+        return WaveSpeedNotFoundError(f"WaveSpeed found nothing at {url} ({detail})", **common)
     if effective == 429:
         return WaveSpeedRateLimitError(
-            f"WaveSpeed rate limit hit at {url} (HTTP 429: {detail}); the request was not accepted. "
+            f"WaveSpeed rate limit hit at {url} ({detail}); the request was not accepted. "
             "Lower the concurrency (pool or max_active_tis_per_dag) or raise the account level.",
             **common,
         )
     if effective >= 500:
-        return WaveSpeedServerError(f"WaveSpeed server error at {url} (HTTP {effective}: {detail})", **common)
-    return WaveSpeedAPIError(
-        f"WaveSpeed refused the request to {url} (HTTP {http_status}, code {api_code}: {detail})", **common
-    )
+        return WaveSpeedServerError(
+            f"WaveSpeed server error at {url} ({detail}). The failure is WaveSpeed's or a proxy's, not the "
+            "request's: retry later.",
+            **common,
+        )
+    return WaveSpeedAPIError(f"WaveSpeed refused the request to {url} ({detail})", **common)
 
 
 def _decode_json(body: bytes) -> tuple[Any, str]:

@@ -115,6 +115,8 @@ class _ClientSettings:
     read_timeout: float
     retry_limit: int
     retry_delay: float
+    key_source: str = ""
+    """Where the key came from, for the error that says it was rejected."""
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -346,6 +348,9 @@ class WaveSpeedHook(BaseHook):
     def _settings_from(self, connection: Any | None) -> _ClientSettings:
         if connection is None:
             api_key = os.environ.get(API_KEY_ENV_VAR, "")
+            key_source = (
+                f"the {API_KEY_ENV_VAR} environment variable (there is no connection '{self.wavespeed_conn_id}')"
+            )
             if not api_key:
                 raise WaveSpeedError(
                     f"No Airflow connection '{self.wavespeed_conn_id}' and no {API_KEY_ENV_VAR} "
@@ -356,6 +361,7 @@ class WaveSpeedHook(BaseHook):
             extras: Mapping[str, Any] = {}
         else:
             api_key = connection.password or ""
+            key_source = f"the password (API Key) of the WaveSpeed connection '{self.wavespeed_conn_id}'"
             if not api_key:
                 raise WaveSpeedError(
                     f"The WaveSpeed connection '{self.wavespeed_conn_id}' has no API key: set its "
@@ -400,6 +406,7 @@ class WaveSpeedHook(BaseHook):
             read_timeout=option("read_timeout", _DEFAULT_READ_TIMEOUT, float, 0.001),
             retry_limit=option("retry_limit", _DEFAULT_RETRY_LIMIT, int, 0),
             retry_delay=option("retry_delay", _DEFAULT_RETRY_DELAY, float, 0),
+            key_source=key_source,
         )
 
     @property
@@ -447,6 +454,7 @@ class WaveSpeedHook(BaseHook):
                 body=response.content,
                 url=url,
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                key_source=settings.key_source,
             )
 
         return self._with_retries(settings, send_once, idempotent=idempotent)
@@ -477,6 +485,8 @@ class WaveSpeedHook(BaseHook):
         try:
             data = self._call("POST", f"/api/v3/{model}", idempotent=False, json_body=body, params=params)
             prediction = Prediction.from_api(data, url=f"{self.base_url}/api/v3/{model}")
+        except WaveSpeedNotFoundError as error:
+            raise _unknown_model(model, error) from error
         except (WaveSpeedConnectionError, WaveSpeedServerError, WaveSpeedMalformedResponseError) as error:
             if isinstance(error, WaveSpeedConnectionError) and not error.request_sent:
                 raise
@@ -820,6 +830,17 @@ def _result_path(request_id: Any) -> str:
     if not isinstance(request_id, str) or not request_id.strip():
         raise ValueError(f"request_id={request_id!r} must be a WaveSpeed prediction id (a non-empty string)")
     return f"/api/v3/predictions/{quote(request_id.strip(), safe='')}/result"
+
+
+def _unknown_model(model: str, error: WaveSpeedNotFoundError) -> WaveSpeedNotFoundError:
+    return WaveSpeedNotFoundError(
+        f"WaveSpeed has no model '{model}' ({error.api_message or 'HTTP 404'}); nothing was submitted. "
+        "Check the model path: 'owner/model' exactly as on the model's API page at wavespeed.ai/models.",
+        http_status=error.http_status,
+        api_code=error.api_code,
+        api_message=error.api_message,
+        url=error.url,
+    )
 
 
 def _unknown_prediction(request_id: str, error: WaveSpeedNotFoundError) -> WaveSpeedNotFoundError:

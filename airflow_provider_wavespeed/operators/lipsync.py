@@ -16,9 +16,20 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_wavespeed.exceptions import WaveSpeedNotFoundError, WaveSpeedSubmissionUncertainError
+from airflow_provider_wavespeed.exceptions import (
+    PredictionOutputError,
+    WaveSpeedNotFoundError,
+    WaveSpeedSubmissionUncertainError,
+)
 from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
-from airflow_provider_wavespeed.media import check_readable_file, is_http_url, local_path_of, path_text, url_scheme
+from airflow_provider_wavespeed.media import (
+    check_readable_file,
+    check_storage_file,
+    is_http_url,
+    local_path_of,
+    path_text,
+    url_scheme,
+)
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -302,7 +313,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
     def _finish(self, context: Context, prediction: Prediction, record: SubmittedPredictionRecord) -> dict[str, Any]:
         """Turn a terminal prediction into the task's result: raise its failure, or keep its outputs."""
         prediction.raise_for_failure()
-        prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
+        try:
+            prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
+        except PredictionOutputError:
+            # Unlike a failed prediction, a completed one would be resumed by the retry, which could
+            # then never succeed: forgotten, the retry submits anew, as the error says it does.
+            record.forget()
+            raise
         result = prediction.summary()
         context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
         if self.output_path:
@@ -379,6 +396,7 @@ def _check_media_input(field: str, value: Any) -> None:
     text = path_text(value)
     if text is None:
         if hasattr(value, "open") and hasattr(value, "stat"):  # an ObjectStoragePath
+            check_storage_file(value, field=field)
             return
         raise ValueError(
             f"{field}={value!r} is a {type(value).__name__}; pass an http(s) URL, a local path, or an "
@@ -399,6 +417,7 @@ def _check_media_input(field: str, value: Any) -> None:
             f"{field}={text!r} has the unsupported scheme '{scheme}://'; use http(s), file, a local path, "
             f"or an object-storage scheme Airflow knows ({', '.join(sorted(supported)[:12])}, ...)"
         )
+    check_storage_file(text, field=field)
 
 
 def _object_storage_schemes() -> set[str]:
