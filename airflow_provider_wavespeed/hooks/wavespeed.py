@@ -752,6 +752,7 @@ class WaveSpeedHook(BaseHook):
                 body=body,
                 url=url,
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                key_source=settings.key_source,
             )
 
         if settings.retry_limit == 0:

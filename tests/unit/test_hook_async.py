@@ -98,11 +98,12 @@ async def test_persistent_server_errors_give_up_after_the_retry_limit(hook, api)
     assert api.count("GET", RESULT_PATH) == 3
 
 
-async def test_auth_error_is_not_retried(hook, api):
+async def test_auth_error_is_not_retried_and_names_the_connection(hook, api):
     api.add("GET", RESULT_PATH, Reply(status=401, json_body=envelope(None, 401, "Unauthorized")))
-    with pytest.raises(WaveSpeedAuthError):
+    with pytest.raises(WaveSpeedAuthError, match="connection 'wavespeed_default'") as raised:
         await hook.aget_prediction("req-1")
     assert api.count("GET", RESULT_PATH) == 1
+    assert TEST_API_KEY not in str(raised.value)
 
 
 async def test_unknown_prediction_names_the_request_id(hook, api):
