@@ -117,14 +117,37 @@ class LocalAirflow:
             stderr=subprocess.STDOUT,
         )
         for component in COMPONENTS:
-            log = (self.home / "logs" / f"{component}.log").open("ab")
-            command = [sys.executable, "-m", "airflow", component]
-            if component == "api-server":
-                command += ["--host", "127.0.0.1", "--port", str(self.port)]
-            self.processes[component] = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self._spawn(component, env)
         self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer")
+
+    def _spawn(self, component: str, env: dict[str, str]) -> None:
+        log = (self.home / "logs" / f"{component}.log").open("ab")
+        command = [sys.executable, "-m", "airflow", component]
+        if component == "api-server":
+            command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.processes[component] = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def restart(self, component: str, sig: signal.Signals = signal.SIGTERM, *, timeout: float = 30.0) -> int:
+        """Stop one component with ``sig`` and start it again; return the new process id.
+
+        The signal goes to the component's whole process group (a triggerer's trigger runner, a
+        scheduler's LocalExecutor workers), as a crashed machine would lose them all at once;
+        SIGKILL leaves the metadata database exactly as the crash found it.
+        """
+        process = self.processes[component]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of its group outlived it
+        self._spawn(component, self.env)
+        return self.processes[component].pid
 
     def stop(self) -> None:
         """Stop every component (and the workers they started); never leaves a process behind."""
