@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_LINE ?= 3.3
 
-.PHONY: env demo bench test test-matrix lint typecheck lock
+.PHONY: env demo bench soak test test-matrix lint typecheck lock
 
 env:
 	AIRFLOW_LINE=$(AIRFLOW_LINE) VENV=$(VENV) scripts/bootstrap
@@ -17,6 +17,12 @@ demo: env
 # `make bench BENCH_ARGS="--only parse_cost"` runs some sections; `--smoke` checks they all still run.
 bench: env
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# The fault-injection soak (issue 6), ~20 min: 200 mapped lipsync predictions in a real Airflow
+# under injected faults, two triggerer SIGKILLs and one killed task; prints the report, fails on a
+# miss. `make soak SOAK_ARGS="--runs 3"` repeats it; `make test` runs the short version.
+soak: env
+	$(PY) -m devstack.soak $(SOAK_ARGS)
 
 test: env lint typecheck
 	$(PY) -m pytest -q

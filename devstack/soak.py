@@ -1,0 +1,544 @@
+"""The fault-injection soak (issue 6): many lipsync predictions through a real Airflow under faults.
+
+A real Airflow 3 (:mod:`devstack.airflow_stack`: api-server, scheduler, triggerer, dag-processor,
+LocalExecutor, SQLite) runs ``tests/soak/dags/wavespeed_soak.py``: one mapped, deferrable
+``LipsyncOperator`` per prediction, against the emulator in its own process injecting faults on
+every API route (10% 5xx, 5% 429 of which half carry Retry-After, 2% dropped connections, 1%
+malformed bodies, 3% slow answers). Meanwhile the triggerer is SIGKILLed and restarted, and one
+task's process is SIGKILLed right after its submit reached the emulator.
+
+On the submit route every fault strikes before the emulator accepts the request
+(``before_accept_routes``): a fault after acceptance is, for any client, indistinguishable from one
+before, and the provider then fails loudly rather than risk paying twice (tested on its own in
+``tests/integration/test_retries_resume.py``), which "every prediction succeeds" cannot coexist
+with. Every other route keeps faults after acceptance half the time.
+
+Each task's inputs are the emulator's own media URLs with a ``?take=<n>`` query of their own, so a
+second submit by any task shows in the emulator's ``duplicate_submits`` counter.
+
+``python -m devstack.soak`` runs the full soak (200 predictions, two triggerer kills);
+``--short`` the version ``make test`` runs; ``--runs 3`` repeats it. It prints a report and exits
+non-zero when a requirement failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from airflow_provider_wavespeed.emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
+from airflow_provider_wavespeed.emulator.catalog import find_model
+from airflow_provider_wavespeed.emulator.routes import Route
+from airflow_provider_wavespeed.emulator.stats import input_key
+from devstack.airflow_stack import REPO, LocalAirflow
+from devstack.clips import make_audio, make_video
+
+LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
+DAG_ID = "wavespeed_soak"
+TASK_ID = "lipsync"
+DAGS = REPO / "tests" / "soak" / "dags"
+
+SOAK_FAULTS = FaultConfig(
+    rate_500=0.04,
+    rate_502=0.03,
+    rate_503=0.03,
+    rate_429=0.025,
+    rate_429_retry_after=0.025,
+    retry_after_seconds=1,
+    rate_drop=0.02,
+    rate_malformed=0.01,
+    rate_slow=0.03,
+    slow_seconds=2.0,
+    after_accept_rate=0.5,
+    before_accept_routes=(Route.SUBMIT.value,),
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    predictions: int
+    triggerer_kills: int
+    prediction_seconds: tuple[float, float] = (5.0, 15.0)
+    parallelism: int = 6
+    run_timeout: float = 1800.0
+
+
+FULL = Scale(predictions=200, triggerer_kills=2)
+SHORT = Scale(predictions=12, triggerer_kills=1, run_timeout=600.0)
+
+
+@dataclass
+class TriggererKill:
+    at_seconds: float
+    waits: dict[int, float]
+    """trigger id -> end_time of every trigger alive when the triggerer died."""
+    dead_triggerer_id: Any = None
+    resumed: set[int] = field(default_factory=set)
+    """Those the restarted triggerer picked up (or that fired after the restart)."""
+    end_time_changed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class WorkerKill:
+    map_index: int
+    request_id: str | None = None
+    killed_pids: list[int] = field(default_factory=list)
+    killed_in_try: int = 0
+    tries: int = 0
+    resumed_in_log: bool = False
+
+
+@dataclass
+class Report:
+    scale: Scale
+    wall_seconds: float = 0.0
+    run_state: str = ""
+    succeeded: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    retried_tasks: int = 0
+    submits: int = 0
+    duplicate_submits: int = 0
+    predictions_created: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    faults_after_accept_by_route: dict[str, int] = field(default_factory=dict)
+    submit_faults: dict[str, int] = field(default_factory=dict)
+    triggerer_kills: list[TriggererKill] = field(default_factory=list)
+    worker_kill: WorkerKill | None = None
+    outputs: int = 0
+    lost_outputs: list[str] = field(default_factory=list)
+    partial_outputs: list[str] = field(default_factory=list)
+    stray_files: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        """Every requirement of issue 6 that this run did not meet."""
+        n = self.scale.predictions
+        problems = []
+        if self.run_state != "success" or self.succeeded != n:
+            problems.append(f"{self.succeeded}/{n} predictions succeeded (run {self.run_state}): {self.states}")
+        if self.duplicate_submits or self.submits != n or self.predictions_created != n:
+            problems.append(
+                f"{self.submits} submits, {self.duplicate_submits} duplicates, {self.predictions_created} "
+                f"predictions for {n} tasks"
+            )
+        if self.lost_outputs or self.partial_outputs or self.stray_files or self.outputs != n:
+            problems.append(
+                f"outputs: {self.outputs} of {n}; lost {self.lost_outputs}, partial {self.partial_outputs}, "
+                f"stray {self.stray_files}"
+            )
+        if len(self.triggerer_kills) != self.scale.triggerer_kills:
+            problems.append(f"{len(self.triggerer_kills)} triggerer kills, {self.scale.triggerer_kills} planned")
+        for number, kill in enumerate(self.triggerer_kills, 1):
+            if not kill.waits:
+                problems.append(f"triggerer kill {number} found no wait in progress")
+            if set(kill.waits) - kill.resumed:
+                problems.append(
+                    f"triggerer kill {number}: waits {sorted(set(kill.waits) - kill.resumed)} never resumed"
+                )
+            if kill.end_time_changed:
+                problems.append(f"triggerer kill {number}: end_time changed for {sorted(kill.end_time_changed)}")
+        worker = self.worker_kill
+        if worker is None or not worker.killed_pids:
+            problems.append("no task process was killed after its submit")
+        elif worker.tries <= worker.killed_in_try or not worker.resumed_in_log:
+            problems.append(
+                f"the task killed in try {worker.killed_in_try} (map index {worker.map_index}) ran "
+                f"{worker.tries} tries, and no later try logged resuming {worker.request_id}"
+            )
+        if self.faults_after_accept_by_route.get(Route.SUBMIT.value):
+            problems.append("a fault struck a submit after acceptance, which the soak's set-up excludes")
+        return problems
+
+    def table(self) -> str:
+        n = self.scale.predictions
+        kills = self.triggerer_kills
+        worker = self.worker_kill
+        rows = [
+            ("predictions (mapped tasks)", str(n)),
+            ("succeeded", f"{self.succeeded}/{n} (run {self.run_state})"),
+            ("tasks that needed a retry", str(self.retried_tasks)),
+            ("submits / duplicate submits", f"{self.submits} / {self.duplicate_submits}"),
+            ("predictions created at the emulator", str(self.predictions_created)),
+            ("faults injected", f"{sum(self.faults.values())}: " + _counts(self.faults)),
+            ("  on submits (all before accept)", _counts(self.submit_faults) or "none"),
+            ("  after accept, by route", _counts(self.faults_after_accept_by_route) or "none"),
+            ("triggerer SIGKILLs + restarts", str(len(kills))),
+            (
+                "waits in progress at each kill",
+                ", ".join(f"{len(kill.waits)} at {kill.at_seconds:.0f} s" for kill in kills) or "none",
+            ),
+            (
+                "  resumed by the new triggerer",
+                ", ".join(f"{len(kill.resumed & set(kill.waits))}/{len(kill.waits)}" for kill in kills) or "none",
+            ),
+            ("  end_time changed", str(sum(len(kill.end_time_changed) for kill in kills))),
+            (
+                "task process SIGKILLed after submit",
+                "none"
+                if worker is None or not worker.killed_pids
+                else f"map index {worker.map_index}, try {worker.killed_in_try} ({worker.request_id}): "
+                f"{'a retry resumed it' if worker.resumed_in_log else 'NOT resumed'}, {worker.tries} tries",
+            ),
+            ("outputs at output_path", f"{self.outputs}/{n}"),
+            (
+                "lost / partial outputs, stray files",
+                f"{len(self.lost_outputs)} / {len(self.partial_outputs)}, {len(self.stray_files)}",
+            ),
+            ("wall time", f"{self.wall_seconds / 60:.1f} min"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name:<{width}}  {value}" for name, value in rows]
+        verdict = self.failures()
+        lines.append("PASS" if not verdict else "FAIL: " + "; ".join(verdict))
+        return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()) if count)
+
+
+# -- reading Airflow's metadata database ------------------------------------------------------------
+
+
+class MetadataReader:
+    """Read-only queries on the stack's SQLite database (the REST API pages mapped tasks by 50)."""
+
+    def __init__(self, airflow: LocalAirflow) -> None:
+        self._path = airflow.home / "airflow.db"
+        fernet_key = json.loads((airflow.home / "stack-secrets.json").read_text())["fernet"]
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(fernet_key.encode())
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute(sql, args).fetchall()
+
+    def task_instances(self, run_id: str) -> dict[int, dict[str, Any]]:
+        rows = self._query(
+            "SELECT map_index, id, state, try_number, trigger_id FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            DAG_ID,
+            run_id,
+            TASK_ID,
+        )
+        return {
+            row[0]: {"id": row[1], "state": row[2], "try_number": row[3], "trigger_id": row[4]}
+            for row in rows
+            if row[0] >= 0
+        }
+
+    def triggers(self) -> dict[int, dict[str, Any]]:
+        """Every trigger row: id -> triggerer id and the decrypted kwargs' end_time."""
+        triggers = {}
+        for trigger_id, triggerer_id, encrypted in self._query("SELECT id, triggerer_id, kwargs FROM trigger"):
+            plain = encrypted if encrypted.startswith("{") else self._fernet.decrypt(encrypted.encode()).decode()
+            kwargs = json.loads(plain)
+            triggers[trigger_id] = {"triggerer_id": triggerer_id, "end_time": _end_time(kwargs)}
+        return triggers
+
+
+def _end_time(serialized: Any) -> float | None:
+    """``end_time`` from Airflow's serialized kwargs, however deep its serde wrapping put it."""
+    if isinstance(serialized, dict):
+        if "end_time" in serialized:
+            value = serialized["end_time"]
+            while isinstance(value, dict):
+                value = value.get("__var", value.get("__data__"))
+            return float(value)
+        for value in serialized.values():
+            found = _end_time(value)
+            if found is not None:
+                return found
+    return None
+
+
+# -- killing one task's process after its submit ----------------------------------------------------
+
+
+def task_process_pids(ti_id: str) -> list[int]:
+    """The processes of a task instance below its LocalExecutor worker (the task, its children).
+
+    A worker titles itself ``airflow worker -- LocalExecutor: <ti id>`` while it runs the workload
+    and forks the task's own process, which inherits the title; the worker (supervisor) is the one
+    whose parent does not carry it.
+    """
+    titled = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if "LocalExecutor:" in title and ti_id in title:
+            titled[int(entry.name)] = parent
+    return [pid for pid, parent in titled.items() if parent in titled]
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs a task's own process right after its submit reached the emulator, before it deferred.
+
+    The moment the emulator counts the task's submit, the process is frozen (SIGSTOP) and the task
+    instance's state read: still ``running``, it is killed; already ``deferred`` (the window is a
+    few hundred milliseconds), it is let go and the next candidate, one that has not started yet,
+    is watched instead.
+    """
+
+    def __init__(self, emulator: Any, reader: MetadataReader, run_id: str, candidates: list[tuple[int, str]]) -> None:
+        super().__init__(name="soak-worker-killer", daemon=True)
+        self._emulator, self._reader, self._run_id, self._candidates = emulator, reader, run_id, candidates
+        self.kill = WorkerKill(map_index=-1)
+        self.misses: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        for map_index, key in self._candidates:
+            try:
+                if self.stop.is_set() or self._watch(map_index, key):
+                    return
+            # A busy database or a vanished process moves on to the next candidate; the report names it.
+            except Exception as error:  # noqa: BLE001
+                self.misses.append(f"{map_index}: {error!r}")
+
+    def _watch(self, map_index: int, key: str) -> bool:
+        """True when it killed ``map_index`` (or was stopped); False to move to the next candidate."""
+        ti_id = None
+        while not self.stop.is_set() and ti_id is None:
+            if key in self._emulator.stats()["submits_by_input"]:
+                self.misses.append(f"{map_index}: submitted before its process was seen")
+                return False
+            found = self._reader.task_instances(self._run_id).get(map_index, {}).get("id")
+            ti_id = str(uuid.UUID(str(found))) if found else None  # SQLite keeps it without dashes
+            time.sleep(0.2)
+        pids: list[int] = []
+        while not self.stop.is_set():
+            if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
+                pids = task_process_pids(str(ti_id))
+            if key not in self._emulator.stats()["submits_by_input"]:
+                time.sleep(0.005)
+                continue
+            if not pids:
+                self.misses.append(f"{map_index}: its process had ended when the submit was seen")
+                return False
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            instance = self._reader.task_instances(self._run_id)[map_index]
+            if instance["state"] != "running":
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+                self.misses.append(f"{map_index}: already {instance['state']} when frozen")
+                return False
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    self.kill.killed_pids.append(pid)
+            self.kill.map_index = map_index
+            self.kill.killed_in_try = int(instance["try_number"])
+            return True
+        return True
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
+    report = Report(scale=scale)
+    media, output, emulator_data = workdir / "media", workdir / "output", workdir / "emulator"
+    output.mkdir(parents=True)
+    make_video(media / "face.mp4", 1.0, width=160, height=120, fps=10)
+    make_audio(media / "voice.wav", 1.0)
+    config = EmulatorConfig(
+        api_key=f"soak-{os.urandom(12).hex()}",
+        host="127.0.0.1",
+        data_dir=emulator_data,
+        queue_seconds=0.5,
+        prediction_seconds=scale.prediction_seconds,
+        seed=seed,
+    )
+    with WaveSpeedEmulator.spawn(config) as emulator:
+        video_url, audio_url = _upload(emulator, media / "face.mp4"), _upload(emulator, media / "voice.wav")
+        pairs = [{"video": f"{video_url}?take={n}", "audio": f"{audio_url}?take={n}"} for n in range(scale.predictions)]
+        model = find_model(LIPSYNC_MODEL)
+        keys = [input_key(model.path, model.validate(pair)) for pair in pairs]
+        airflow = LocalAirflow(
+            home=workdir / "airflow-home",
+            dags_folder=DAGS,
+            extra_env={
+                "WAVESPEED_SOAK_OUTPUT": f"{output}/",
+                "AIRFLOW__CORE__PARALLELISM": str(scale.parallelism),
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+            },
+        )
+        try:
+            airflow.start()
+            airflow.create_connection(
+                {
+                    "connection_id": "wavespeed_default",
+                    "conn_type": "wavespeed",
+                    "host": emulator.base_url,
+                    "password": emulator.api_key,
+                }
+            )
+            airflow.wait_for_dag(DAG_ID)
+            emulator.set_faults(SOAK_FAULTS)
+            reader = MetadataReader(airflow)
+            started = time.monotonic()
+            run_id = airflow.trigger(DAG_ID, conf={"pairs": pairs})
+            # The last to start first: their submits are still to come.
+            candidates = [(n, keys[n]) for n in range(scale.predictions - 1, scale.predictions // 3, -1)]
+            killer = WorkerKiller(emulator, reader, run_id, candidates)
+            killer.start()
+            report.run_state = _drive(airflow, reader, run_id, scale, report, started)
+            killer.stop.set()
+            killer.join()
+            report.wall_seconds = time.monotonic() - started
+            report.worker_kill = killer.kill
+            print(f"  worker-kill candidates missed: {killer.misses}", flush=True)
+            _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
+        finally:
+            airflow.stop()
+    return report
+
+
+def _upload(emulator: Any, path: Path) -> str:
+    """Upload once, before any fault is on: every task then passes the URL (with a query of its own)."""
+    with path.open("rb") as file:
+        response = requests.post(
+            f"{emulator.base_url}/api/v3/media/upload/binary",
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+            files={"file": (path.name, file)},
+            timeout=60,
+        )
+    response.raise_for_status()
+    return str(response.json()["data"]["download_url"])
+
+
+def _drive(
+    airflow: LocalAirflow, reader: MetadataReader, run_id: str, scale: Scale, report: Report, started: float
+) -> str:
+    """Wait for the run to end, killing and restarting the triggerer as it passes its milestones."""
+    kills_due = [scale.predictions * (k + 1) // (scale.triggerer_kills + 1) for k in range(scale.triggerer_kills)]
+    deadline = started + scale.run_timeout
+    while time.monotonic() < deadline:
+        state = airflow.run_state(DAG_ID, run_id)
+        instances = reader.task_instances(run_id)
+        triggers = reader.triggers()
+        done = sum(1 for ti in instances.values() if ti["state"] == "success")
+        for kill in report.triggerer_kills:
+            for trigger_id in kill.waits:
+                if trigger_id not in triggers:
+                    kill.resumed.add(trigger_id)  # fired, so the new triggerer ran it to the end
+                elif triggers[trigger_id]["triggerer_id"] not in (None, kill.dead_triggerer_id):
+                    kill.resumed.add(trigger_id)
+                    if triggers[trigger_id]["end_time"] != kill.waits[trigger_id]:
+                        kill.end_time_changed.add(trigger_id)
+        if state in ("success", "failed"):
+            return state
+        deferred = [ti["trigger_id"] for ti in instances.values() if ti["state"] == "deferred" and ti["trigger_id"]]
+        if kills_due and done + len(deferred) >= kills_due[0] and len(deferred) >= min(3, scale.predictions // 4):
+            kills_due.pop(0)
+            alive = {trigger_id: triggers[trigger_id] for trigger_id in deferred if trigger_id in triggers}
+            holders = Counter(row["triggerer_id"] for row in alive.values()).most_common(1)
+            kill = TriggererKill(
+                at_seconds=time.monotonic() - started,
+                waits={trigger_id: row["end_time"] for trigger_id, row in alive.items()},
+                dead_triggerer_id=holders[0][0] if holders else None,
+            )
+            airflow.restart("triggerer", signal.SIGKILL)
+            report.triggerer_kills.append(kill)
+            print(f"  triggerer SIGKILLed at {kill.at_seconds:.0f} s with {len(kill.waits)} waits", flush=True)
+        time.sleep(1.0)
+    return "timeout"
+
+
+def _collect(
+    airflow: LocalAirflow,
+    reader: MetadataReader,
+    emulator: Any,
+    run_id: str,
+    report: Report,
+    emulator_data: Path,
+    output: Path,
+) -> None:
+    instances = reader.task_instances(run_id)
+    report.states = dict(Counter(str(ti["state"]) for ti in instances.values()))
+    report.succeeded = report.states.get("success", 0)
+    report.retried_tasks = sum(1 for ti in instances.values() if ti["try_number"] > 1)
+    stats = emulator.stats()
+    report.submits = stats["submits"]
+    report.duplicate_submits = stats["duplicate_submits"]
+    report.predictions_created = len(stats["predictions"])
+    report.faults = stats["faults"]
+    report.faults_after_accept_by_route = stats["faults_after_accept_by_route"]
+    report.submit_faults = stats["faults_by_route"].get(Route.SUBMIT.value, {})
+    kill = report.worker_kill
+    if kill is not None:
+        ti = instances.get(kill.map_index, {})
+        kill.tries = int(ti.get("try_number") or 0)
+        with contextlib.suppress(RuntimeError):
+            kill.request_id = airflow.api(
+                "GET",
+                f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/request_id",
+                params={"map_index": kill.map_index},
+            )["value"]
+        if kill.request_id:
+            kill.resumed_in_log = any(
+                f"Resuming WaveSpeed prediction {kill.request_id}"
+                in airflow.task_log(DAG_ID, run_id, TASK_ID, try_number=try_number, map_index=kill.map_index)
+                for try_number in range(kill.killed_in_try + 1, kill.tries + 1)
+            )
+    expected = {
+        prediction_id: next((emulator_data / "media" / "outputs" / prediction_id).glob("*"), None)
+        for prediction_id, prediction in stats["predictions"].items()
+        if prediction["status"] == "completed"
+    }
+    present = {path.name: path for path in output.iterdir()}
+    report.outputs = sum(1 for prediction_id in expected if f"{prediction_id}.mp4" in present)
+    for prediction_id, source in expected.items():
+        stored = present.get(f"{prediction_id}.mp4")
+        if stored is None:
+            report.lost_outputs.append(prediction_id)
+        elif source is None or stored.stat().st_size != source.stat().st_size:
+            report.partial_outputs.append(prediction_id)
+    report.stray_files = sorted(set(present) - {f"{prediction_id}.mp4" for prediction_id in expected})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--short", action="store_true", help="the short version make test runs")
+    parser.add_argument("--runs", type=int, default=1, help="repeat; stops at the first failure")
+    parser.add_argument("--predictions", type=int, help="override the number of predictions")
+    args = parser.parse_args(argv)
+    scale = SHORT if args.short else FULL
+    if args.predictions:
+        scale = Scale(**{**scale.__dict__, "predictions": args.predictions})
+    for number in range(1, args.runs + 1):
+        print(f"== soak run {number}/{args.runs}: {scale.predictions} predictions", flush=True)
+        with tempfile.TemporaryDirectory(prefix="wavespeed-soak-") as workdir:
+            report = run_soak(scale, Path(workdir), seed=6 + number)
+        print(report.table(), flush=True)
+        if report.failures():
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
