@@ -162,6 +162,10 @@ class PredictionTrigger(BaseTrigger):
                 delay = next_poll_delay(
                     elapsed, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
                 )
+                # Not kept through the sleep: a parsed answer alive across young collections is
+                # promoted to the oldest generation, and with thousands of triggers those promotions
+                # set off full collections of the triggerer's whole heap, the loop's longest pauses.
+                del prediction
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 yield TriggerEvent(
