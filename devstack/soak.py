@@ -101,6 +101,8 @@ class WorkerKill:
     killed_in_try: int = 0
     tries: int = 0
     resumed_in_log: bool = False
+    named_in_killed_log: bool = False
+    """The killed try's log names the request id that may still run at WaveSpeed."""
 
 
 @dataclass
@@ -159,6 +161,8 @@ class Report:
                 f"the task killed in try {worker.killed_in_try} (map index {worker.map_index}) ran "
                 f"{worker.tries} tries, and no later try logged resuming {worker.request_id}"
             )
+        elif not worker.named_in_killed_log:
+            problems.append(f"the killed try's log does not name {worker.request_id}")
         if self.faults_after_accept_by_route.get(Route.SUBMIT.value):
             problems.append("a fault struck a submit after acceptance, which the soak's set-up excludes")
         return problems
@@ -191,7 +195,8 @@ class Report:
                 "none"
                 if worker is None or not worker.killed_pids
                 else f"map index {worker.map_index}, try {worker.killed_in_try} ({worker.request_id}): "
-                f"{'a retry resumed it' if worker.resumed_in_log else 'NOT resumed'}, {worker.tries} tries",
+                f"{'a retry resumed it' if worker.resumed_in_log else 'NOT resumed'}, {worker.tries} tries, "
+                f"killed try's log {'names' if worker.named_in_killed_log else 'does NOT name'} it",
             ),
             ("outputs at output_path", f"{self.outputs}/{n}"),
             (
@@ -402,8 +407,8 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             reader = MetadataReader(airflow)
             started = time.monotonic()
             run_id = airflow.trigger(DAG_ID, conf={"pairs": pairs})
-            # The last to start first: their submits are still to come.
-            candidates = [(n, keys[n]) for n in range(scale.predictions - 1, scale.predictions // 3, -1)]
+            # In the order they start, from a third in: on a miss, the next one's submit is still to come.
+            candidates = [(n, keys[n]) for n in range(scale.predictions // 3, scale.predictions)]
             killer = WorkerKiller(emulator, reader, run_id, candidates)
             killer.start()
             report.run_state = _drive(airflow, reader, run_id, scale, report, started)
@@ -411,7 +416,7 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             killer.join()
             report.wall_seconds = time.monotonic() - started
             report.worker_kill = killer.kill
-            print(f"  worker-kill candidates missed: {killer.misses}", flush=True)
+            print(f"  worker-kill candidates missed before the hit: {killer.misses[:10]}", flush=True)
             _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
         finally:
             airflow.stop()
@@ -499,7 +504,11 @@ def _collect(
                 f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/request_id",
                 params={"map_index": kill.map_index},
             )["value"]
-        if kill.request_id:
+        if kill.request_id and kill.killed_in_try:
+            killed_log = airflow.task_log(
+                DAG_ID, run_id, TASK_ID, try_number=kill.killed_in_try, map_index=kill.map_index
+            )
+            kill.named_in_killed_log = f"Submitted WaveSpeed prediction {kill.request_id}" in killed_log
             kill.resumed_in_log = any(
                 f"Resuming WaveSpeed prediction {kill.request_id}"
                 in airflow.task_log(DAG_ID, run_id, TASK_ID, try_number=try_number, map_index=kill.map_index)
