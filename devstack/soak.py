@@ -5,7 +5,7 @@ LocalExecutor, SQLite) runs ``tests/soak/dags/wavespeed_soak.py``: one mapped, d
 ``LipsyncOperator`` per prediction, against the emulator in its own process injecting faults on
 every API route (10% 5xx, 5% 429 of which half carry Retry-After, 2% dropped connections, 1%
 malformed bodies, 3% slow answers). Meanwhile the triggerer is SIGKILLed and restarted, and one
-task's process is SIGKILLed right after its submit reached the emulator.
+task's process is SIGKILLed right after its submit, once its request id is recorded.
 
 On the submit route every fault strikes before the emulator accepts the request
 (``before_accept_routes``): a fault after acceptance is, for any client, indistinguishable from one
@@ -247,6 +247,19 @@ class MetadataReader:
             if row[0] >= 0
         }
 
+    def has_request_id(self, run_id: str, map_index: int) -> bool:
+        """Whether the task pushed its ``request_id``: the submit answered and the id is recorded."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? "
+                "AND key = 'request_id'",
+                DAG_ID,
+                run_id,
+                TASK_ID,
+                map_index,
+            )
+        )
+
     def triggers(self) -> dict[int, dict[str, Any]]:
         """Every trigger row: id -> triggerer id and the decrypted kwargs' end_time."""
         triggers = {}
@@ -297,9 +310,9 @@ def task_process_pids(ti_id: str) -> list[int]:
 
 
 class WorkerKiller(threading.Thread):
-    """SIGKILLs a task's own process right after its submit reached the emulator, before it deferred.
+    """SIGKILLs a task's own process right after its submit, before it deferred.
 
-    The moment the emulator counts the task's submit, the process is frozen (SIGSTOP) and the task
+    The moment the task's ``request_id`` XCom appears, the process is frozen (SIGSTOP) and the task
     instance's state read: still ``running``, it is killed; already ``deferred`` (the window is a
     few hundred milliseconds), it is let go and the next candidate, one that has not started yet,
     is watched instead.
@@ -335,7 +348,9 @@ class WorkerKiller(threading.Thread):
         while not self.stop.is_set():
             if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
                 pids = task_process_pids(str(ti_id))
-            if key not in self._emulator.stats()["submits_by_input"]:
+            # Not the emulator's submit counter: between the submit's acceptance and the record of its
+            # id lies the window no retry can know of (see airflow_provider_wavespeed.resume).
+            if not self._reader.has_request_id(self._run_id, map_index):
                 time.sleep(0.005)
                 continue
             if not pids:
