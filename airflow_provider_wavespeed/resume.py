@@ -12,14 +12,13 @@ waiting, and read back at the start of the next try:
   task whose prediction is still running or completed resumes it (delete the Variable to force a
   new prediction).
 
-A submit whose answer was lost (:class:`~airflow_provider_wavespeed.exceptions.WaveSpeedSubmissionUncertainError`)
-leaves no request id, only the fact that a paid prediction may exist: its model and the time it was
-sent are recorded the same way (``wavespeed_uncertain_submit``), and the next try reconciles them
-with WaveSpeed's prediction history before it may submit again (:func:`unclaimed_candidates`).
-
-A worker that dies between the submit's answer and this write (milliseconds) still leaves a
-prediction behind that the next try cannot know about; Airflow's own ResumableJobMixin has the
-same window.
+Just before the submit is sent, its model and time are recorded the same way
+(``wavespeed_uncertain_submit``), and replaced by the request id once it is answered. A submit
+whose answer was lost (:class:`~airflow_provider_wavespeed.exceptions.WaveSpeedSubmissionUncertainError`),
+or a worker that died before the id was written, leaves that record behind: a paid prediction may
+exist, and the next try reconciles the record with WaveSpeed's prediction history before it may
+submit again (:func:`unclaimed_candidates`). So no window remains in which a retry pays twice
+unknowingly; at worst it fails, naming the predictions that may be the lost one.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ comes from WaveSpeed's clock, which may run behind ours."""
 
 @dataclass(frozen=True)
 class UncertainSubmit:
-    """A submit that was sent but whose answer was lost: a paid prediction may exist.
+    """A submit that was sent (or was about to be) but whose answer was not recorded: a paid prediction may exist.
 
     :param model: the model path it was for.
     :param submitted_at: ISO 8601 UTC time (the worker's clock) just before it was sent.
@@ -86,15 +85,17 @@ class SubmittedPredictionRecord:
         return str(value) if value else None
 
     def remember(self, request_id: str) -> None:
+        """Record the submitted prediction; it replaces the record of the submit being in flight."""
         self._set(
             STATE_KEY,
             request_id,
             "WaveSpeed prediction submitted by this task instance; lets a retry resume it instead of paying "
             "again. Deleted when the task succeeds.",
         )
+        self.forget_uncertain()
 
     def recall_uncertain(self) -> UncertainSubmit | None:
-        """The submit of an earlier try whose answer was lost, if any."""
+        """The submit of an earlier try whose answer was never recorded, if any."""
         value = self._get(UNCERTAIN_STATE_KEY)
         if not value:
             return None
@@ -105,7 +106,7 @@ class SubmittedPredictionRecord:
         self._set(
             UNCERTAIN_STATE_KEY,
             json.dumps({"model": uncertain.model, "submitted_at": uncertain.submitted_at}),
-            "A WaveSpeed submit of this task instance whose answer was lost: the next try looks for the "
+            "A WaveSpeed submit of this task instance whose answer is not recorded: the next try looks for the "
             "prediction it may have created before submitting again. Deleted when the task succeeds.",
         )
 

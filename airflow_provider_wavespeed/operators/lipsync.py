@@ -14,10 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_wavespeed.exceptions import (
     PredictionOutputError,
+    WaveSpeedError,
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
 )
@@ -237,11 +239,16 @@ class WaveSpeedRunModelOperator(BaseOperator):
             value = inputs[field]
             if not is_http_url(value):
                 inputs[field] = self.hook.upload(value)
+        # Written before the request goes out, and replaced by the request id once it is answered: if
+        # the answer is lost, or the worker dies before the id is recorded, the retry looks before it
+        # pays again.
+        record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=pendulum.now("UTC").isoformat()))
         try:
             prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
-        except WaveSpeedSubmissionUncertainError as error:
-            # Written before the task fails, so Airflow's retry looks before it pays again.
-            record.remember_uncertain(UncertainSubmit(model=error.model, submitted_at=error.submitted_at))
+        except WaveSpeedSubmissionUncertainError:
+            raise
+        except (WaveSpeedError, ValueError):
+            record.forget_uncertain()  # refused or never sent: nothing was created
             raise
         record.remember(prediction.id)
         return prediction
@@ -249,16 +256,19 @@ class WaveSpeedRunModelOperator(BaseOperator):
     def _reconcile_uncertain_submit(
         self, uncertain: UncertainSubmit, record: SubmittedPredictionRecord, context: Context
     ) -> None:
-        """Return when an earlier try's lost submit provably created nothing; raise otherwise.
+        """Return when an earlier try's unrecorded submit provably created nothing; raise otherwise.
 
         WaveSpeed's history lists no inputs, so a prediction of the same model created since then
         may be that submit's. Those that other task instances of this DAG run recorded as theirs are
         not; any other one might be, and is never adopted blindly (it could be another DAG's).
         """
-        candidates = unclaimed_candidates(self.hook, uncertain, self._request_ids_claimed_by_others(context))
+        # An id this task instance recorded is its own (an earlier, failed prediction), so not the lost one.
+        claimed = self._request_ids_claimed_by_others(context) | {record.recall() or ""}
+        candidates = unclaimed_candidates(self.hook, uncertain, claimed)
         if not candidates:
             self.log.warning(
-                "An earlier try's submit to WaveSpeed model '%s' at %s lost its answer. WaveSpeed lists no "
+                "An earlier try's submit to WaveSpeed model '%s' at %s left no request id (its answer was lost, "
+                "or the try died while submitting). WaveSpeed lists no "
                 "prediction of that model created since %s that another task claims, so that submit created "
                 "nothing and submitting again is safe.",
                 uncertain.model,
@@ -270,12 +280,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         shown = ", ".join(prediction.id for prediction in candidates[:20])
         more = f" and {len(candidates) - 20} more" if len(candidates) > 20 else ""
         raise WaveSpeedSubmissionUncertainError(
-            f"An earlier try's submit to WaveSpeed model '{uncertain.model}' at {uncertain.submitted_at} lost "
-            f"its answer, and WaveSpeed lists {len(candidates)} prediction(s) of that model created since "
-            f"{uncertain.search_from} that no other task of this DAG run claims: {shown}{more}. One of them may "
-            "be this task's; WaveSpeed's history shows no inputs, so it cannot be told apart, and nothing was "
-            "submitted again. Wait for the right one with PredictionSensor(request_id=...), or, to submit a "
-            f"new (paid) prediction, {record.how_to_forget()} and run the task again.",
+            f"An earlier try's submit to WaveSpeed model '{uncertain.model}' at {uncertain.submitted_at} left no "
+            "request id (its answer was lost, or the try died while submitting), and WaveSpeed lists "
+            f"{len(candidates)} prediction(s) of that model created since {uncertain.search_from} that no other "
+            f"task of this DAG run claims: {shown}{more}. One of them may be this task's; WaveSpeed's history "
+            "shows no inputs, so it cannot be told apart, and nothing was submitted again. Wait for the right "
+            "one with PredictionSensor(request_id=...), or, to submit a new (paid) prediction, "
+            f"{record.how_to_forget()} and run the task again.",
             model=uncertain.model,
             submitted_at=uncertain.submitted_at,
         )

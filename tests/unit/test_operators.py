@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -372,14 +373,29 @@ def test_without_a_task_state_store_the_id_goes_into_a_variable(hook):
     del context["task_state_store"]
     hook.submit.return_value = parsed("created")
     hook.get_prediction.return_value = parsed("processing")
+    variables: dict[str, str] = {}
+    writes: list[tuple[str, str]] = []
+
+    def set_variable(name: str, value: str, **_: Any) -> None:
+        writes.append((name, value))
+        variables[name] = value
+
+    def delete_variable(name: str) -> None:
+        writes.append((name, "<deleted>"))
+        del variables[name]
+
     with mock.patch("airflow.providers.common.compat.sdk.Variable") as variable:
-        variable.get.return_value = None
+        variable.get.side_effect = lambda name, default: variables.get(name, default)
+        variable.set.side_effect = set_variable
+        variable.delete.side_effect = delete_variable
         with pytest.raises(TaskDeferred):
             lipsync(deferrable=True).execute(context)
     key = "wavespeed_request_id__dubbing__run-1__lipsync__-1"
     uncertain_key = "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
-    assert variable.get.call_args_list == [mock.call(key, None), mock.call(uncertain_key, None)]
-    assert variable.set.call_args.args == (key, "req-1")
+    # The submit in flight is recorded before it is sent, then replaced by its request id.
+    assert [name for name, _ in writes] == [uncertain_key, key, uncertain_key]
+    assert json.loads(writes[0][1])["model"] == "sync/lipsync-1.9.0-beta"
+    assert variables == {key: "req-1"}
 
 
 def test_on_kill_names_the_prediction(hook, caplog):

@@ -1,16 +1,23 @@
-"""A submit whose answer was lost: the next try looks in WaveSpeed's history before it pays again."""
+"""A submit whose request id was never recorded: the next try looks in WaveSpeed's history before it pays again."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_wavespeed.exceptions import WaveSpeedSubmissionUncertainError
+from airflow_provider_wavespeed.exceptions import (
+    WaveSpeedAuthError,
+    WaveSpeedConnectionError,
+    WaveSpeedRateLimitError,
+    WaveSpeedSubmissionUncertainError,
+)
 from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
-from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
+from airflow_provider_wavespeed.resume import STATE_KEY, UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
 from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook
 
 SUBMITTED_AT = "2026-11-20T10:00:00+00:00"
@@ -36,14 +43,55 @@ def store_with_uncertain_submit() -> StateStore:
     return store
 
 
-def test_an_uncertain_submit_is_recorded_before_the_task_fails(hook):
+def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_answer_is_lost(hook):
     store = StateStore()
-    hook.submit.side_effect = lost_answer()
+    in_flight_at_send: list[Any] = []
+
+    def submit(*args: Any, **kwargs: Any) -> Any:
+        in_flight_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
+        raise lost_answer()
+
+    hook.submit.side_effect = submit
+    before = datetime.now(UTC)
 
     with pytest.raises(WaveSpeedSubmissionUncertainError):
         lipsync().execute(make_context(store))
 
-    assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
+    # A worker killed during the submit leaves the same record behind as a lost answer does.
+    assert in_flight_at_send == [store.values[UNCERTAIN_STATE_KEY]]
+    recorded = json.loads(store.values[UNCERTAIN_STATE_KEY])
+    assert recorded["model"] == UNCERTAIN.model
+    assert before <= datetime.fromisoformat(recorded["submitted_at"]) <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        WaveSpeedAuthError("rejected", http_status=401),
+        WaveSpeedRateLimitError("slow down", http_status=429),
+        WaveSpeedConnectionError("could not connect", request_sent=False),
+    ],
+    ids=["401", "429", "never-connected"],
+)
+def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal):
+    store = StateStore()
+    hook.submit.side_effect = refusal
+
+    with pytest.raises(type(refusal)):
+        lipsync().execute(make_context(store))
+
+    assert store.values == {}
+
+
+def test_an_answered_submit_replaces_its_in_flight_record_by_the_request_id(hook):
+    store = StateStore()
+    hook.submit.return_value = parsed("created")
+    hook.get_prediction.return_value = parsed("processing")
+
+    with pytest.raises(TaskDeferred):
+        lipsync(deferrable=True).execute(make_context(store))
+
+    assert store.values == {STATE_KEY: "req-1"}
 
 
 def test_retry_resubmits_when_the_history_shows_no_prediction_since_the_lost_submit(hook):
@@ -134,4 +182,4 @@ def test_without_a_task_state_store_the_uncertain_submit_goes_into_a_variable(ho
 
     key, value = variable.set.call_args.args
     assert key == "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
-    assert json.loads(value) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
+    assert json.loads(value)["model"] == UNCERTAIN.model
