@@ -13,12 +13,12 @@ env:
 demo: env
 	$(PY) -m devstack.demo $(DEMO_ARGS)
 
-# The benchmarks (issue 5), ~9 min: prints the report and writes benchmarks/results/latest.json.
+# The benchmarks (issue 5), ~7 min: prints the report and writes benchmarks/results/latest.json.
 # `make bench BENCH_ARGS="--only parse_cost"` runs some sections; `--smoke` checks they all still run.
 bench: env
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# The fault-injection soak (issue 6), ~20 min: 200 mapped lipsync predictions in a real Airflow
+# The fault-injection soak (issue 6), ~5 min a run: 200 mapped lipsync predictions in a real Airflow
 # under injected faults, two triggerer SIGKILLs and one killed task; prints the report, fails on a
 # miss. `make soak SOAK_ARGS="--runs 3"` repeats it; `make test` runs the short version.
 soak: env
