@@ -465,12 +465,22 @@ class WaveSpeedHook(BaseHook):
 
     # -- predictions ------------------------------------------------------------------------------
 
-    def submit(self, model: str, inputs: Mapping[str, Any], *, webhook: str | None = None) -> Prediction:
+    def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        webhook: str | None = None,
+        before_send: Callable[[str], None] | None = None,
+    ) -> Prediction:
         """Submit a prediction (a paid task) and return it, usually in status ``created``.
 
         :param model: the model path, e.g. ``sync/lipsync-1.9.0-beta``.
         :param inputs: the model's inputs, sent as the flat JSON body.
         :param webhook: an https URL WaveSpeed POSTs the result to when the task ends.
+        :param before_send: called with the submit time (ISO 8601, UTC) once the arguments are
+            checked and just before the request goes out: where a caller records that a paid
+            prediction may come to exist (the operator's retry looks for it).
         :raises WaveSpeedSubmissionUncertainError: the request went out but its answer was lost;
             a prediction may exist and was deliberately not submitted again.
         """
@@ -482,6 +492,8 @@ class WaveSpeedHook(BaseHook):
                 raise ValueError(f"webhook={webhook!r} must be an https URL that WaveSpeed can POST to")
             params = {"webhook": webhook}
         submitted_at = pendulum.now("UTC")
+        if before_send is not None:
+            before_send(submitted_at.isoformat())
         try:
             data = self._call("POST", f"/api/v3/{model}", idempotent=False, json_body=body, params=params)
             prediction = Prediction.from_api(data, url=f"{self.base_url}/api/v3/{model}")

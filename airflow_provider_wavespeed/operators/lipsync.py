@@ -14,12 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_wavespeed.exceptions import (
     PredictionOutputError,
-    WaveSpeedError,
+    WaveSpeedAPIError,
+    WaveSpeedConnectionError,
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
 )
@@ -160,10 +160,11 @@ class WaveSpeedRunModelOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        inputs = self.model_inputs()
         _check_output_path(self.output_path)
         record = SubmittedPredictionRecord(context)
-        prediction = self._resume_earlier_prediction(record) or self._submit(inputs, record, context)
+        # A retry resumes its paid prediction even if an input has gone since (or storage is down);
+        # the inputs are checked, before anything is paid for, only when there is something to submit.
+        prediction = self._resume_earlier_prediction(record) or self._submit(self.model_inputs(), record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
         context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
@@ -239,16 +240,21 @@ class WaveSpeedRunModelOperator(BaseOperator):
             value = inputs[field]
             if not is_http_url(value):
                 inputs[field] = self.hook.upload(value)
-        # Written before the request goes out, and replaced by the request id once it is answered: if
-        # the answer is lost, or the worker dies before the id is recorded, the retry looks before it
-        # pays again.
-        record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=pendulum.now("UTC").isoformat()))
+
+        # Written just before the request goes out, and replaced by the request id once it is answered:
+        # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
+        # it pays again.
+        def record_in_flight(submitted_at: str) -> None:
+            record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=submitted_at))
+
         try:
-            prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
-        except WaveSpeedSubmissionUncertainError:
+            prediction = self.hook.submit(self.model, inputs, webhook=self.webhook, before_send=record_in_flight)
+        except WaveSpeedAPIError:
+            record.forget_uncertain()  # WaveSpeed answered that it refused it: nothing was created
             raise
-        except (WaveSpeedError, ValueError):
-            record.forget_uncertain()  # refused or never sent: nothing was created
+        except WaveSpeedConnectionError as error:
+            if not error.request_sent:
+                record.forget_uncertain()
             raise
         record.remember(prediction.id)
         return prediction
@@ -292,13 +298,22 @@ class WaveSpeedRunModelOperator(BaseOperator):
         )
 
     def _request_ids_claimed_by_others(self, context: Context) -> set[str]:
-        """The request ids every task of this DAG run has pushed to XCom (all map indexes)."""
+        """The request ids the tasks of this DAG run have pushed to XCom, at every map index."""
         dag = context.get("dag") or (self.dag if self.has_dag() else None)
         task_ids = list(getattr(dag, "task_ids", None) or [self.task_id])
+        ti = context["ti"]
         try:
-            pulled = context["ti"].xcom_pull(task_ids=task_ids, key="request_id")
-            values = pulled if isinstance(pulled, (list, tuple)) else [pulled]
-            return {value for value in values if isinstance(value, str)}
+            pulled: list[Any] = []
+            if hasattr(ti, "get_ti_count"):
+                # The Task SDK before Airflow 3.3 pulls only the caller's own map index by default:
+                # ask for each one (-1 for an unmapped task).
+                for task_id in task_ids:
+                    count = ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
+                    found = ti.xcom_pull(task_ids=[task_id], key="request_id", map_indexes=[-1, *range(count)])
+                    pulled += _pulled_values(found)
+            else:
+                pulled = _pulled_values(ti.xcom_pull(task_ids=task_ids, key="request_id"))
+            return {value for value in pulled if isinstance(value, str)}
         # Knowing fewer claimed ids only makes the check stricter (more candidates), never unsafe.
         except Exception:
             self.log.warning("Could not read the request ids of the other tasks of this run", exc_info=True)
@@ -390,6 +405,13 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
         return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+
+def _pulled_values(pulled: Any) -> list[Any]:
+    """What ``xcom_pull`` returned for several tasks, as a list (Airflow 2.11 gives a lazy sequence)."""
+    if pulled is None or isinstance(pulled, (str, bytes, Mapping)):
+        return [pulled]
+    return list(pulled)
 
 
 def _check_sync_mode(sync_mode: Any) -> None:

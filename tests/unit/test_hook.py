@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -236,6 +237,20 @@ def test_submit_rejects_a_bad_model_path_before_sending(hook, requests_mock, mod
     with pytest.raises(ValueError, match="model=.*owner/model"):
         hook.submit(model, INPUTS)
     assert not requests_mock.called
+
+
+def test_submit_calls_before_send_after_its_checks_and_before_the_request(hook, requests_mock):
+    requests_mock.post(SUBMIT_URL, json=prediction("created"))
+    calls: list[tuple[str, bool]] = []
+
+    hook.submit(MODEL, INPUTS, before_send=lambda at: calls.append((at, requests_mock.called)))
+
+    ((sent_at, request_already_sent),) = calls
+    assert not request_already_sent
+    assert datetime.fromisoformat(sent_at) <= datetime.now(UTC)
+    with pytest.raises(ValueError, match="inputs must be JSON"):
+        hook.submit(MODEL, {"video": object()}, before_send=lambda at: calls.append((at, True)))
+    assert len(calls) == 1, "a submit refused before sending is not announced"
 
 
 def test_submit_rejects_inputs_that_are_not_json(hook, requests_mock):

@@ -49,6 +49,7 @@ class StateStore:
 
 def make_context(store: StateStore | None = None) -> Any:
     ti = mock.MagicMock(dag_id="dubbing", run_id="run-1", task_id="lipsync", map_index=-1)
+    ti.get_ti_count.return_value = 1
     return {"ti": ti, "task_state_store": store if store is not None else StateStore()}
 
 
@@ -70,6 +71,19 @@ def replaced_hook(owner: type) -> Iterator[mock.MagicMock]:
 @pytest.fixture
 def hook():
     yield from replaced_hook(WaveSpeedRunModelOperator)
+
+
+def submitting(answer: Prediction | Exception, *, sent_at: str = "2026-11-20T10:00:00+00:00") -> Any:
+    """A ``hook.submit`` side effect that, like the real one, calls ``before_send`` before sending."""
+
+    def submit(model: str, inputs: Any, *, webhook: str | None = None, before_send: Any = None) -> Prediction:
+        if before_send is not None:
+            before_send(sent_at)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return submit
 
 
 def lipsync(**kwargs: Any) -> LipsyncOperator:
@@ -160,7 +174,10 @@ def test_deferrable_submit_pushes_the_id_at_once_then_defers_to_the_trigger(hook
         lipsync(deferrable=True, timeout=600, poll_interval=5, max_poll_interval=30).execute(context)
 
     hook.submit.assert_called_once_with(
-        "sync/lipsync-1.9.0-beta", {"video": VIDEO, "audio": AUDIO, "sync_mode": "cut_off"}, webhook=None
+        "sync/lipsync-1.9.0-beta",
+        {"video": VIDEO, "audio": AUDIO, "sync_mode": "cut_off"},
+        webhook=None,
+        before_send=mock.ANY,
     )
     assert pushed(context)["request_id"] == "req-1"
     assert context["task_state_store"].values == {STATE_KEY: "req-1"}
@@ -371,7 +388,7 @@ def test_retry_whose_prediction_was_purged_submits_a_new_one(hook):
 def test_without_a_task_state_store_the_id_goes_into_a_variable(hook):
     context = make_context()
     del context["task_state_store"]
-    hook.submit.return_value = parsed("created")
+    hook.submit.side_effect = submitting(parsed("created"))
     hook.get_prediction.return_value = parsed("processing")
     variables: dict[str, str] = {}
     writes: list[tuple[str, str]] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
@@ -13,12 +13,13 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow_provider_wavespeed.exceptions import (
     WaveSpeedAuthError,
     WaveSpeedConnectionError,
+    WaveSpeedError,
     WaveSpeedRateLimitError,
     WaveSpeedSubmissionUncertainError,
 )
 from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
 from airflow_provider_wavespeed.resume import STATE_KEY, UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
-from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook
+from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook, submitting
 
 SUBMITTED_AT = "2026-11-20T10:00:00+00:00"
 UNCERTAIN = UncertainSubmit(model="sync/lipsync-1.9.0-beta", submitted_at=SUBMITTED_AT)
@@ -47,21 +48,30 @@ def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_a
     store = StateStore()
     in_flight_at_send: list[Any] = []
 
-    def submit(*args: Any, **kwargs: Any) -> Any:
+    def submit(*args: Any, before_send: Any, **kwargs: Any) -> Any:
+        before_send(SUBMITTED_AT)
         in_flight_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
         raise lost_answer()
 
     hook.submit.side_effect = submit
-    before = datetime.now(UTC)
 
     with pytest.raises(WaveSpeedSubmissionUncertainError):
         lipsync().execute(make_context(store))
 
     # A worker killed during the submit leaves the same record behind as a lost answer does.
     assert in_flight_at_send == [store.values[UNCERTAIN_STATE_KEY]]
-    recorded = json.loads(store.values[UNCERTAIN_STATE_KEY])
-    assert recorded["model"] == UNCERTAIN.model
-    assert before <= datetime.fromisoformat(recorded["submitted_at"]) <= datetime.now(UTC)
+    assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
+
+
+def test_an_answer_the_parser_cannot_read_keeps_the_in_flight_record(hook):
+    # Whatever goes wrong after the request went out, a prediction may exist: only a refusal forgets.
+    store = StateStore()
+    hook.submit.side_effect = submitting(ValueError("a parser bug"))
+
+    with pytest.raises(ValueError, match="a parser bug"):
+        lipsync().execute(make_context(store))
+
+    assert UNCERTAIN_STATE_KEY in store.values
 
 
 @pytest.mark.parametrize(
@@ -75,7 +85,7 @@ def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_a
 )
 def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal):
     store = StateStore()
-    hook.submit.side_effect = refusal
+    hook.submit.side_effect = submitting(refusal)
 
     with pytest.raises(type(refusal)):
         lipsync().execute(make_context(store))
@@ -85,7 +95,7 @@ def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal
 
 def test_an_answered_submit_replaces_its_in_flight_record_by_the_request_id(hook):
     store = StateStore()
-    hook.submit.return_value = parsed("created")
+    hook.submit.side_effect = submitting(parsed("created"))
     hook.get_prediction.return_value = parsed("processing")
 
     with pytest.raises(TaskDeferred):
@@ -107,7 +117,7 @@ def test_retry_resubmits_when_the_history_shows_no_prediction_since_the_lost_sub
     assert result["request_id"] == "req-1"
     hook.submit.assert_called_once()
     hook.list_predictions.assert_called_once_with(
-        model=UNCERTAIN.model, created_after="2026-11-20T09:59:00+00:00", page=1
+        model=UNCERTAIN.model, created_after="2026-11-20T09:59:00+00:00", page=1, page_size=100
     )
     assert UNCERTAIN_STATE_KEY not in store.values
     assert "submitting again is safe" in str(log.return_value.warning.call_args)
@@ -115,7 +125,7 @@ def test_retry_resubmits_when_the_history_shows_no_prediction_since_the_lost_sub
 
 def test_retry_never_adopts_an_unclaimed_candidate_and_fails_naming_it(hook):
     store = store_with_uncertain_submit()
-    hook.list_predictions.return_value = listed("req-theirs", "req-maybe-ours")
+    hook.list_predictions.side_effect = [listed("req-theirs", "req-maybe-ours"), []]
     context = make_context(store)
     context["ti"].xcom_pull.return_value = ["req-theirs", None]
 
@@ -126,7 +136,8 @@ def test_retry_never_adopts_an_unclaimed_candidate_and_fails_naming_it(hook):
     assert "req-maybe-ours" in message
     assert "req-theirs" not in message, "a prediction another task claims is not a candidate"
     assert "PredictionSensor(request_id=...)" in message
-    assert "clear the task instance" in message
+    assert "delete the key 'wavespeed_uncertain_submit' from the task instance's state store" in message
+    assert "/dags/dubbing/dagRuns/run-1/taskInstances/lipsync/state-store/wavespeed_uncertain_submit;" in message
     hook.submit.assert_not_called()
     hook.upload.assert_not_called()
     assert UNCERTAIN_STATE_KEY in store.values, "the next try must look again"
@@ -134,7 +145,7 @@ def test_retry_never_adopts_an_unclaimed_candidate_and_fails_naming_it(hook):
 
 def test_predictions_claimed_by_other_tasks_of_the_run_do_not_block_a_resubmit(hook):
     store = store_with_uncertain_submit()
-    hook.list_predictions.return_value = listed("req-a", "req-b")
+    hook.list_predictions.side_effect = [listed("req-a", "req-b"), []]
     hook.submit.return_value = parsed("created")
     hook.get_prediction.return_value = parsed("completed")
     context = make_context(store)
@@ -149,19 +160,19 @@ def test_predictions_claimed_by_other_tasks_of_the_run_do_not_block_a_resubmit(h
 def test_every_page_of_the_history_is_searched(hook):
     store = store_with_uncertain_submit()
     claimed = [f"req-{n}" for n in range(100)]
-    hook.list_predictions.side_effect = [listed(*claimed), listed("req-unclaimed")]
+    hook.list_predictions.side_effect = [listed(*claimed), listed("req-unclaimed"), []]
     context = make_context(store)
     context["ti"].xcom_pull.return_value = claimed
 
     with pytest.raises(WaveSpeedSubmissionUncertainError, match="req-unclaimed"):
         lipsync().execute(context)
 
-    assert [call.kwargs["page"] for call in hook.list_predictions.call_args_list] == [1, 2]
+    assert [call.kwargs["page"] for call in hook.list_predictions.call_args_list] == [1, 2, 3]
 
 
 def test_unreadable_claims_make_the_check_stricter_not_looser(hook):
     store = store_with_uncertain_submit()
-    hook.list_predictions.return_value = listed("req-a")
+    hook.list_predictions.side_effect = [listed("req-a"), []]
     context = make_context(store)
     context["ti"].xcom_pull.side_effect = RuntimeError("execution API down")
 
@@ -174,7 +185,7 @@ def test_unreadable_claims_make_the_check_stricter_not_looser(hook):
 def test_without_a_task_state_store_the_uncertain_submit_goes_into_a_variable(hook):
     context = make_context()
     del context["task_state_store"]
-    hook.submit.side_effect = lost_answer()
+    hook.submit.side_effect = submitting(lost_answer())
     with mock.patch("airflow.providers.common.compat.sdk.Variable") as variable:
         variable.get.return_value = None
         with pytest.raises(WaveSpeedSubmissionUncertainError):
@@ -183,3 +194,96 @@ def test_without_a_task_state_store_the_uncertain_submit_goes_into_a_variable(ho
     key, value = variable.set.call_args.args
     assert key == "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
     assert json.loads(value)["model"] == UNCERTAIN.model
+
+
+class LazySequence(Sequence[Any]):
+    """What Airflow 2.11's xcom_pull returns for several tasks: a sequence, not a list."""
+
+    def __init__(self, *values: Any) -> None:
+        self._values = values
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def test_claims_are_read_from_airflow_2s_lazy_sequence(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.side_effect = [listed("req-a"), []]
+    hook.submit.side_effect = submitting(parsed("created"))
+    hook.get_prediction.return_value = parsed("completed")
+    context = make_context(store)
+    del context["ti"].get_ti_count  # Airflow 2.11's TaskInstance has none
+    context["ti"].xcom_pull.return_value = LazySequence("req-a", None)
+
+    lipsync().execute(context)
+
+    hook.submit.assert_called_once()
+
+
+def test_claims_are_pulled_at_every_map_index_on_the_task_sdk(hook):
+    # Before Airflow 3.3 the Task SDK's xcom_pull defaults to the caller's own map index only.
+    store = store_with_uncertain_submit()
+    hook.list_predictions.side_effect = [listed("req-0", "req-2"), []]
+    hook.submit.side_effect = submitting(parsed("created"))
+    hook.get_prediction.return_value = parsed("completed")
+    context = make_context(store)
+    context["ti"].get_ti_count.return_value = 3
+    context["ti"].xcom_pull.return_value = ["req-0", None, "req-2"]
+
+    lipsync().execute(context)
+
+    assert context["ti"].xcom_pull.call_args.kwargs["map_indexes"] == [-1, 0, 1, 2]
+    hook.submit.assert_called_once()
+
+
+def test_a_server_paging_smaller_than_asked_is_read_until_an_empty_page(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.side_effect = [listed("req-a"), listed("req-maybe-ours"), []]
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = ["req-a"]
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError, match="req-maybe-ours"):
+        lipsync().execute(context)
+
+
+def test_the_search_stops_at_the_first_prediction_older_than_the_window(hook):
+    store = store_with_uncertain_submit()
+    older = parsed("completed", id="req-old", created_at="2026-11-19T00:00:00Z")
+    hook.list_predictions.side_effect = [[*listed("req-a"), older]]
+    hook.submit.side_effect = submitting(parsed("created"))
+    hook.get_prediction.return_value = parsed("completed")
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = ["req-a"]
+
+    lipsync().execute(context)
+
+    assert hook.list_predictions.call_count == 1
+    hook.submit.assert_called_once()
+
+
+def test_a_history_too_long_to_search_fails_instead_of_calling_a_resubmit_safe(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.return_value = listed("req-a")  # a server that ignores `page`
+    context = make_context(store)
+    context["ti"].xcom_pull.return_value = ["req-a"]
+
+    with pytest.raises(WaveSpeedError, match="longer than 50 pages"):
+        lipsync().execute(context)
+
+    assert hook.list_predictions.call_count == 50
+    hook.submit.assert_not_called()
+
+
+def test_a_retry_resumes_its_prediction_even_if_an_input_is_gone(hook, tmp_path):
+    # The inputs are checked only before a new submit: a vanished file must not cost the paid result.
+    store = StateStore()
+    store.set(STATE_KEY, "req-1")
+    hook.get_prediction.return_value = parsed("completed")
+
+    result = lipsync(video=str(tmp_path / "deleted.mp4")).execute(make_context(store))
+
+    assert result["request_id"] == "req-1"
+    hook.submit.assert_not_called()
