@@ -5,7 +5,8 @@ still running or already done. The request id is written down right after the su
 waiting, and read back at the start of the next try:
 
 - Airflow 3.3+: the task state store (``context["task_state_store"]``), kept per task instance
-  across tries and discarded when the task is cleared.
+  across tries, deleted again when the task succeeds. Clearing a task does not discard it (Airflow
+  3.3.2 clears it only on success, with ``[state_store] clear_on_success``).
 - Older Airflow (2.11, 3.0-3.2) has no such store, and XComs are wiped at the start of each try,
   so the id goes into an Airflow Variable named ``wavespeed_request_id__<dag>__<run>__<task>__<map>``,
   deleted again when the task succeeds. Clearing a task does not delete that Variable: a cleared
@@ -26,10 +27,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pendulum
+
+from airflow_provider_wavespeed.exceptions import WaveSpeedError
 
 if TYPE_CHECKING:
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
@@ -70,9 +73,8 @@ class SubmittedPredictionRecord:
     def __init__(self, context: Any) -> None:
         self._state_store = context.get("task_state_store")
         ti = context["ti"]
-        self._variable_suffix = "__".join(
-            (str(ti.dag_id), str(ti.run_id), str(ti.task_id), str(getattr(ti, "map_index", -1)))
-        )
+        self._task_instance = (str(ti.dag_id), str(ti.run_id), str(ti.task_id), str(getattr(ti, "map_index", -1)))
+        self._variable_suffix = "__".join(self._task_instance)
 
     @property
     def backend(self) -> str:
@@ -120,7 +122,12 @@ class SubmittedPredictionRecord:
     def how_to_forget(self) -> str:
         """What a person does to make the next try submit anew."""
         if self._state_store is not None:
-            return "clear the task instance (clearing discards its task state)"
+            dag_id, run_id, task_id, map_index = self._task_instance
+            return (
+                f"delete the key '{UNCERTAIN_STATE_KEY}' from the task instance's state store (REST API: DELETE "
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/state-store/{UNCERTAIN_STATE_KEY}"
+                f"{f'?map_index={map_index}' if map_index != '-1' else ''}; clearing the task keeps it)"
+            )
         return f"delete the Airflow Variable '{self._variable_key(UNCERTAIN_STATE_KEY)}'"
 
     # -- the two backends ---------------------------------------------------------------------------
@@ -156,18 +163,45 @@ class SubmittedPredictionRecord:
             Variable.delete(self._variable_key(key))
 
 
+HISTORY_PAGE_SIZE = 100
+"""WaveSpeed's largest page of prediction history."""
+MAX_HISTORY_PAGES = 50
+"""How far the search pages back (5,000 predictions) before it gives up rather than guess."""
+
+
 def unclaimed_candidates(hook: WaveSpeedHook, uncertain: UncertainSubmit, claimed: set[str]) -> list[Prediction]:
     """WaveSpeed's predictions that may be the one an uncertain submit created.
 
-    Every prediction of ``uncertain.model`` created since ``search_from`` (all pages) except those in
+    Every prediction of ``uncertain.model`` created since ``search_from`` except those in
     ``claimed``: ids other task instances recorded as their own, which therefore are not this one's.
     The list carries no inputs, so nothing else can tell two predictions of one model apart.
+
+    The history is read newest first, page by page, until a page is empty or reaches back past
+    ``search_from``: a short page is not taken as the end, in case the server pages smaller than
+    asked. Whatever the server sends is filtered again here (model, creation time); a prediction
+    without a creation time stays a candidate.
+
+    :raises WaveSpeedError: the window holds more than ``MAX_HISTORY_PAGES`` pages (or the server
+        ignores ``page``): the search gives up rather than call a resubmit safe.
     """
+    search_from = datetime.fromisoformat(uncertain.search_from)
     candidates: list[Prediction] = []
-    page = 1
-    while True:
-        found = hook.list_predictions(model=uncertain.model, created_after=uncertain.search_from, page=page)
-        candidates += [prediction for prediction in found if prediction.id not in claimed]
-        if len(found) < 100:
+    for page in range(1, MAX_HISTORY_PAGES + 1):
+        found = hook.list_predictions(
+            model=uncertain.model, created_after=uncertain.search_from, page=page, page_size=HISTORY_PAGE_SIZE
+        )
+        in_window = [
+            prediction
+            for prediction in found
+            if prediction.model in (uncertain.model, "")
+            and (prediction.created_at is None or prediction.created_at >= search_from)
+        ]
+        candidates += [prediction for prediction in in_window if prediction.id not in claimed]
+        if not found or len(in_window) < len(found):
             return candidates
-        page += 1
+    raise WaveSpeedError(
+        f"WaveSpeed's history of model '{uncertain.model}' since {uncertain.search_from} is longer than "
+        f"{MAX_HISTORY_PAGES} pages, so whether an earlier try's submit created a prediction cannot be "
+        "checked; nothing was submitted again. Find it in WaveSpeed's history and wait for it with "
+        "PredictionSensor(request_id=...)."
+    )

@@ -121,13 +121,14 @@ class LocalAirflow:
         self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer")
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
-        log = (self.home / "logs" / f"{component}.log").open("ab")
         command = [sys.executable, "-m", "airflow", component]
         if component == "api-server":
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        self.processes[component] = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # The child keeps its own copy of the descriptor; this process's is closed at once.
+        with (self.home / "logs" / f"{component}.log").open("ab") as log:
+            self.processes[component] = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def restart(self, component: str, sig: signal.Signals = signal.SIGTERM, *, timeout: float = 30.0) -> int:
         """Stop one component with ``sig`` and start it again; return the new process id.

@@ -348,8 +348,9 @@ class WorkerKiller(threading.Thread):
         while not self.stop.is_set():
             if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
                 pids = task_process_pids(str(ti_id))
-            # Not the emulator's submit counter: between the submit's acceptance and the record of its
-            # id lies the window no retry can know of (see airflow_provider_wavespeed.resume).
+            # Not the emulator's submit counter: a kill between the submit's acceptance and the record
+            # of its id leaves only the in-flight record, whose retry fails loudly rather than resume
+            # (see airflow_provider_wavespeed.resume); this soak checks the resuming kind.
             if not self._reader.has_request_id(self._run_id, map_index):
                 time.sleep(0.005)
                 continue
