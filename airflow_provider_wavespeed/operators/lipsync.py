@@ -304,9 +304,9 @@ class WaveSpeedRunModelOperator(BaseOperator):
         ti = context["ti"]
         try:
             pulled: list[Any] = []
-            if hasattr(ti, "get_ti_count"):
-                # The Task SDK before Airflow 3.3 pulls only the caller's own map index by default:
-                # ask for each one (-1 for an unmapped task).
+            if hasattr(ti, "get_ti_count") and _airflow_line() < (3, 3):
+                # The Task SDK before Airflow 3.3 pulls only the caller's own map index by default
+                # (3.3 pulls them all in one call): ask for each one (-1 for an unmapped task).
                 for task_id in task_ids:
                     count = ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
                     found = ti.xcom_pull(task_ids=[task_id], key="request_id", map_indexes=[-1, *range(count)])
@@ -405,6 +405,13 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
         return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+
+def _airflow_line() -> tuple[int, int]:
+    from airflow import __version__
+
+    major, minor = __version__.split(".")[:2]
+    return int(major), int(minor)
 
 
 def _pulled_values(pulled: Any) -> list[Any]:
