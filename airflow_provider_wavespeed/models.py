@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 # How much of an unexpected body an error message quotes: enough to recognise a gateway's page.
 _BODY_EXCERPT_CHARS = 200
 _MALFORMED_HINT = "The answer is not what WaveSpeed documents (damaged on the way, or a proxy's): retry later."
-# An integer as WaveSpeed writes one in a string: ASCII digits only (str.isdigit() also accepts
-# "²" and other digits that int() refuses).
-# At most 18 digits: int() refuses strings of over 4,300, and no WaveSpeed integer comes near 18.
+# An integer as WaveSpeed writes one in a string: ASCII digits only (str.isdigit() also accepts "²"
+# and other digits that int() refuses), at most 18 (int() refuses over 4,300; no WaveSpeed integer
+# comes near 18).
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}")
 
 

@@ -27,10 +27,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import pendulum
 
 from airflow_provider_wavespeed.exceptions import WaveSpeedError
 
@@ -62,9 +60,7 @@ class UncertainSubmit:
     @property
     def search_from(self) -> str:
         """The ``created_after`` to look for it with, the clock-skew margin before ``submitted_at``."""
-        moment = pendulum.parse(self.submitted_at)
-        assert isinstance(moment, pendulum.DateTime)
-        return (moment - CLOCK_SKEW_MARGIN).in_timezone("UTC").isoformat()
+        return (datetime.fromisoformat(self.submitted_at) - CLOCK_SKEW_MARGIN).astimezone(UTC).isoformat()
 
 
 class SubmittedPredictionRecord:
@@ -74,7 +70,6 @@ class SubmittedPredictionRecord:
         self._state_store = context.get("task_state_store")
         ti = context["ti"]
         self._task_instance = (str(ti.dag_id), str(ti.run_id), str(ti.task_id), str(getattr(ti, "map_index", -1)))
-        self._variable_suffix = "__".join(self._task_instance)
 
     @property
     def backend(self) -> str:
@@ -133,7 +128,7 @@ class SubmittedPredictionRecord:
     # -- the two backends ---------------------------------------------------------------------------
 
     def _variable_key(self, key: str) -> str:
-        return f"{key}__{self._variable_suffix}"
+        return "__".join((key, *self._task_instance))
 
     def _get(self, key: str) -> Any:
         if self._state_store is not None:

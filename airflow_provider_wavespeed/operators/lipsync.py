@@ -274,9 +274,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
         if not candidates:
             self.log.warning(
                 "An earlier try's submit to WaveSpeed model '%s' at %s left no request id (its answer was lost, "
-                "or the try died while submitting). WaveSpeed lists no "
-                "prediction of that model created since %s that another task claims, so that submit created "
-                "nothing and submitting again is safe.",
+                "or the try died while submitting). WaveSpeed lists no prediction of that model created since %s "
+                "that another task claims, so that submit created nothing and submitting again is safe.",
                 uncertain.model,
                 uncertain.submitted_at,
                 uncertain.search_from,
