@@ -49,7 +49,7 @@ typecheck: env
 # Airflow 3.0 sets no upper bounds, and later releases of two of its dependencies break it:
 # universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
 # in-process Execution API fails to import or answers 422).
-lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs -p 3.11 --no-header
+lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage -p 3.11 --no-header
 lock: env
 	$(COMPILE) -P apache-airflow==2.11.2 -o requirements/airflow-2.11.txt
 	$(COMPILE) -P apache-airflow==3.0.2 -P 'universal-pathlib<0.3' -P 'fastapi<0.116' -o requirements/airflow-3.0.txt
