@@ -256,18 +256,19 @@ def _api_error(
         "url": url,
         "retry_after": retry_after,
     }
+    # A 401 is about the key, even when it mentions a top-up (a key is activated by one); a 403 or
+    # any other refusal that says the balance is short is about funds.
+    if effective != 401 and says_insufficient_balance(effective, api_message):
+        return WaveSpeedInsufficientBalanceError(
+            f"WaveSpeed refused the request to {url} for lack of funds ({detail}); nothing was created or "
+            "charged. Top up the account at wavespeed.ai, then run the task again.",
+            **common,
+        )
     if effective in (401, 403):
         return WaveSpeedAuthError(
             f"WaveSpeed rejected the API key ({detail}). Check "
             f"{key_source or 'the password (API Key) of the WaveSpeed connection'}: the key must exist, be "
             "activated by a top-up, and belong to an account that is not suspended.",
-            **common,
-        )
-    # After the key checks: an unactivated key's 401 may well mention a top-up.
-    if says_insufficient_balance(effective, api_message):
-        return WaveSpeedInsufficientBalanceError(
-            f"WaveSpeed refused the request to {url} for lack of funds ({detail}); nothing was created or "
-            "charged. Top up the account at wavespeed.ai, then run the task again.",
             **common,
         )
     if effective == 404:

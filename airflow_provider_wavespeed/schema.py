@@ -67,8 +67,7 @@ def _check_value(entry: CatalogModel, name: str, value: Any, spec: dict[str, Any
     # bool is an int in Python, never in JSON; an integral float is a JSON integer (e.g. 2.0).
     is_integral_float = expected == "integer" and isinstance(value, float) and value.is_integer()
     if kinds is not None and (
-        (isinstance(value, bool) and expected != "boolean")
-        or not (isinstance(value, kinds) or is_integral_float)
+        (isinstance(value, bool) and expected != "boolean") or not (isinstance(value, kinds) or is_integral_float)
     ):
         _fail(entry, name, f"= {value!r} is a {_json_type(value)}, but the model takes a {expected}")
     allowed = spec.get("enum")

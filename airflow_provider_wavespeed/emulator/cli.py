@@ -68,7 +68,9 @@ _SERVER_OPTIONS = (
     ),
     _Option("sync_wait_seconds", "how long a sync-mode submit waits before answering 5004", float),
     _Option("balance", "account balance in USD reported by /api/v3/balance", float),
-    _Option("price_per_submit", "USD a prediction costs when it is not priced by length (image, unmeasured media)", float),
+    _Option(
+        "price_per_submit", "USD a prediction costs when it is not priced by length (image, unmeasured media)", float
+    ),
     _Option("price_per_second", "USD a lipsync costs per second of its output", float),
     _Option("discount_rate", "the account's discount, 0 to 1, taken off every charge", float),
     _Option(

@@ -55,7 +55,11 @@ class Quote:
 
 
 async def quote(
-    config: EmulatorConfig, model: ModelSpec, inputs: Mapping[str, Any], local_inputs: Mapping[str, Path], renderer: Renderer
+    config: EmulatorConfig,
+    model: ModelSpec,
+    inputs: Mapping[str, Any],
+    local_inputs: Mapping[str, Path],
+    renderer: Renderer,
 ) -> Quote:
     """The price of a prediction of ``model`` with validated ``inputs``.
 

@@ -14,17 +14,17 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
 from airflow_provider_wavespeed.emulator.envelope import ApiError
+from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
 from airflow_provider_wavespeed.emulator.media import MediaStore
 from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
-from airflow_provider_wavespeed.emulator.pricing import Quote, quote
 from airflow_provider_wavespeed.emulator.predictions import (
     Prediction,
     PredictionStatus,
     PredictionStore,
     wait_until_finished,
 )
+from airflow_provider_wavespeed.emulator.pricing import Quote, quote
 from airflow_provider_wavespeed.emulator.render import UnrenderableInputError
 from airflow_provider_wavespeed.emulator.stats import EmulatorStats
 from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret

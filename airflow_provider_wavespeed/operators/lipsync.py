@@ -208,7 +208,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         if prediction.is_terminal:
             return self._finish(context, prediction, record, quote)
         if self.deferrable:
-            self._defer(prediction, quote)
+            self._defer(prediction)
         completed = self.hook.wait_for_prediction(
             prediction.id,
             timeout=self.timeout_seconds,
@@ -217,18 +217,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         )
         return self._finish(context, completed, record, quote)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, quote: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Resume after the trigger fired: validate its event, then finish like ``execute``.
-
-        :param quote: the price quoted before the submit, carried over the deferral.
-        """
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: validate its event, then finish like ``execute``."""
         from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
 
         prediction = prediction_from_event(event)
         self.request_id = prediction.id
-        return self._finish(context, prediction, SubmittedPredictionRecord(context), quote)
+        return self._finish(context, prediction, SubmittedPredictionRecord(context), _pulled_quote(context))
 
     def on_kill(self) -> None:
         if self.request_id:
@@ -324,7 +319,10 @@ class WaveSpeedRunModelOperator(BaseOperator):
         """Quote the final inputs, log the quote, and raise :class:`WaveSpeedCostError` above a limit."""
         quote = self.hook.get_price(self.model, inputs)
         self.log.info(
-            "WaveSpeed quotes %s for this prediction of '%s' (%s)", quote.describe(), self.model, self.cost_basis(inputs)
+            "WaveSpeed quotes %s for this prediction of '%s' (%s)",
+            quote.describe(),
+            self.model,
+            self.cost_basis(inputs),
         )
         if self.max_price is not None and quote.charged > self.max_price:
             raise WaveSpeedCostError(
@@ -416,7 +414,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
             self.log.warning("Could not read the request ids of the other tasks of this run", exc_info=True)
             return set()
 
-    def _defer(self, prediction: Prediction, quote: dict[str, Any] | None) -> None:
+    def _defer(self, prediction: Prediction) -> None:
         from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
 
         submitted_at = prediction.created_at.timestamp() if prediction.created_at else time.time()
@@ -430,7 +428,6 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 max_poll_interval=self.max_poll_interval,
             ),
             method_name="execute_complete",
-            kwargs={"quote": quote},
             timeout=timedelta(seconds=self.timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
         )
 
@@ -549,6 +546,13 @@ def _quote_dict(quote: ModelPrice | None) -> dict[str, Any] | None:
         "discount_rate": quote.discount_rate,
         "currency": quote.currency,
     }
+
+
+def _pulled_quote(context: Context) -> dict[str, Any] | None:
+    """The quote this try pushed before it submitted: Airflow keeps a task's XComs over a deferral."""
+    ti = context["ti"]
+    pulled = ti.xcom_pull(task_ids=ti.task_id, key=PRICE_XCOM_KEY, map_indexes=ti.map_index)
+    return pulled if isinstance(pulled, dict) and {"discounted_price", "price", "currency"} <= pulled.keys() else None
 
 
 def _airflow_line() -> tuple[int, int]:
