@@ -31,7 +31,12 @@ def use_emulator(emulator: WaveSpeedEmulator, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAVESPEED_DEFAULT",
         json.dumps(
-            {"conn_type": "wavespeed", "host": emulator.base_url, "password": emulator.api_key, "extra": {"retry_delay": 0}}
+            {
+                "conn_type": "wavespeed",
+                "host": emulator.base_url,
+                "password": emulator.api_key,
+                "extra": {"retry_delay": 0},
+            }
         ),
     )
     return emulator
@@ -167,7 +172,9 @@ def test_the_dubbing_run_quotes_every_dub_and_the_ledger_agrees_to_the_cent(
     assert cost["total"] == pytest.approx(6 * RATE, abs=0.0001)
     assert cost["within_budget"] is True and cost["count"] == 3
     results = [xcom(dag_run, "lipsync", map_index=index) for index in range(3)]
-    assert all(result["currency"] == "USD" and result["price"] > 0 for result in results), [(r["price"], r["currency"]) for r in results]
+    assert all(result["currency"] == "USD" and result["price"] > 0 for result in results), [
+        (r["price"], r["currency"]) for r in results
+    ]
     ledger = lipsync_emulator.stats()["charges"]
     assert sorted(ledger) == sorted(result["request_id"] for result in results)
     assert round(sum(ledger.values()), 2) == round(sum(result["price"] for result in results), 2)
@@ -175,9 +182,7 @@ def test_the_dubbing_run_quotes_every_dub_and_the_ledger_agrees_to_the_cent(
     assert lipsync_emulator.stats()["requests"]["upload_ticket"] == 5, "each file uploaded once, by the quote"
 
 
-def test_the_dubbing_run_over_budget_stops_before_any_submit(
-    lipsync_emulator: WaveSpeedEmulator, dubbing_media: Path
-):
+def test_the_dubbing_run_over_budget_stops_before_any_submit(lipsync_emulator: WaveSpeedEmulator, dubbing_media: Path):
     dag_run = run_example("example_dubbing_pipeline", {"budget": 0.1}, logical_date=DUBBING_DAY)
 
     states = task_states(dag_run)
