@@ -84,7 +84,7 @@ def test_rejecting_the_spend_over_budget_skips_every_dub_and_pays_nothing(airflo
 
     airflow.wait_for_run(DAG_ID, run_id)
     final = states(airflow, run_id)
-    assert final[("approve_spend", -1)] == "success"
+    assert final[("approve_spend", -1)] == "success", airflow.task_log(DAG_ID, run_id, "approve_spend")[-3000:]
     lipsync_states = {state for (task, _), state in final.items() if task == "lipsync"}
     assert lipsync_states == {"skipped"}, final
     assert final[("publish_manifest", -1)] == "skipped"
