@@ -6,11 +6,14 @@ Layout in storage (``WAVESPEED_EXAMPLE_STORAGE``, e.g. ``s3://aws_default@media/
     incoming/<ds>/<name>.mp4           the original video
     incoming/<ds>/<name>.<lang>.wav    its dubbed audio, one file per language
     dubbed/<ds>/<name>.<lang>.mp4      written by this DAG
+    dubbed/<ds>/<name>.<lang>.mp4.wavespeed.json   what produced it (request id, inputs by content hash)
     dubbed/<ds>/manifest.json          what was produced, with the WaveSpeed request ids
 
 The lipsync tasks are mapped, one per (video, language), and wait deferred: a hundred dubs in
 flight hold no worker slot. When every dub of the day is stored, the ``dubbed`` Asset (a Dataset on
-Airflow 2) is updated, so downstream DAGs can be scheduled on it.
+Airflow 2) is updated, so downstream DAGs can be scheduled on it. Each distinct file is uploaded
+once, before the fan-out; re-running a day (a clear, a backfill) uploads and pays for nothing that
+is already stored from the same inputs, and only for the dubs that changed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Asset, ObjectStoragePath, task
 
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
+from airflow_provider_wavespeed.uploads import upload_each_once
 
 MEDIA = os.environ.get("WAVESPEED_EXAMPLE_MEDIA") or os.path.join(tempfile.gettempdir(), "wavespeed-example-media")
 STORAGE = (os.environ.get("WAVESPEED_EXAMPLE_STORAGE") or f"file://{MEDIA}").rstrip("/")
@@ -57,13 +61,18 @@ with DAG(
             raise AirflowSkipException(f"No <name>.mp4 with <name>.<lang>.wav dubs in {incoming}")
         return pairs
 
+    @task
+    def upload_media(pairs: list[dict[str, str]]) -> dict[str, str]:
+        """Upload each distinct video and dub once, so the mapped tasks find them all in the upload cache."""
+        return upload_each_once(pair[field] for pair in pairs for field in ("video", "audio"))
+
+    pairs = discover_pairs()
     # [START howto_operator_lipsync_mapped]
     # A dub runs a few percent longer or shorter than the original speech: remap stretches the
     # video to the dub, so no word is cut and no frame repeats.
-    lipsync = LipsyncOperator.partial(task_id="lipsync", sync_mode="remap", deferrable=True).expand_kwargs(
-        discover_pairs()
-    )
+    lipsync = LipsyncOperator.partial(task_id="lipsync", sync_mode="remap", deferrable=True).expand_kwargs(pairs)
     # [END howto_operator_lipsync_mapped]
+    upload_media(pairs) >> lipsync  # type: ignore[arg-type]  # the XComArg resolves to the list when run
 
     @task(outlets=[DUBBED])
     def publish_manifest(results: list[dict[str, Any]], ds: str | None = None) -> str:
