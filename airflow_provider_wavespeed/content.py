@@ -132,7 +132,8 @@ def _check_container(field: str, shown: str, head: bytes) -> None:
         found = "text" if _looks_like_text(head) else "no known media container"
     raise ValueError(
         f"{field}: {shown!r} holds {found}, not {field} (its first bytes announce no {field} container such as "
-        f"{_EXAMPLES[field]}); pass a {field} file. Nothing was uploaded or submitted."
+        f"{_EXAMPLES[field]}); pass {'an' if field[0] in 'aeiou' else 'a'} {field} file. Nothing was uploaded or "
+        "submitted."
     )
 
 

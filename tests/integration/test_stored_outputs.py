@@ -149,3 +149,32 @@ def test_a_mapped_task_with_a_literal_output_file_fails_when_the_dag_is_parsed()
     message = str(raised.value)
     assert "'lipsync'" in message and "output_path='/data/dubbed/talk.mp4'" in message
     assert "one file for every map index" in message and "a trailing '/'" in message
+
+
+def test_a_sensor_stores_the_output_with_its_record_and_a_rerun_neither_waits_nor_downloads(
+    lipsync_emulator: WaveSpeedEmulator, tmp_path: Path
+):
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+
+    request_id = (
+        WaveSpeedHook()
+        .submit(
+            "sync/lipsync-1.9.0-beta", {"video": "https://media.example/v.mp4", "audio": "https://media.example/a.wav"}
+        )
+        .id
+    )
+    conf = {"request_id": request_id, "output_path": f"{tmp_path}/dubbed/"}
+
+    first = run_dag("it_sense_and_store", conf)
+
+    assert str(first.state) == "success"
+    (stored,) = xcom(first, "wait")["stored_outputs"]
+    assert stored == f"{tmp_path}/dubbed/{request_id}.mp4"
+    assert json.loads(Path(f"{stored}.wavespeed.json").read_text())["request_id"] == request_id
+    polls = lipsync_emulator.stats()["requests"]["result"]
+
+    again = run_dag("it_sense_and_store", conf)
+
+    assert str(again.state) == "success"
+    assert xcom(again, "wait")["stored_outputs"] == [stored]
+    assert lipsync_emulator.stats()["requests"]["result"] == polls, "the re-run asked WaveSpeed again"
