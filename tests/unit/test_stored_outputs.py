@@ -137,7 +137,7 @@ def test_an_m4a_is_audio_not_video(tmp_path):
 
     with pytest.raises(ValueError, match="holds m4a, not video"):
         read_media_content(str(path), field="video")
-    assert read_media_content(str(path), field="audio").size == 124
+    assert read_media_content(str(path), field="audio").size == path.stat().st_size
 
 
 def test_the_content_hash_covers_every_byte(tmp_path):
