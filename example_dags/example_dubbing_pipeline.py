@@ -6,14 +6,18 @@ Layout in storage (``WAVESPEED_EXAMPLE_STORAGE``, e.g. ``s3://aws_default@media/
     incoming/<ds>/<name>.mp4           the original video
     incoming/<ds>/<name>.<lang>.wav    its dubbed audio, one file per language
     dubbed/<ds>/<name>.<lang>.mp4      written by this DAG
+    dubbed/<ds>/<name>.<lang>.mp4.wavespeed.json   what produced it (request id, inputs by content hash)
     dubbed/<ds>/manifest.json          what was produced, with the WaveSpeed request ids
 
-Before the fan-out, ``quote_dubs`` uploads each pair once and asks WaveSpeed the price of every
+Before the fan-out, ``quote_dubs`` uploads each distinct file once (into the upload cache the
+lipsync tasks then find it in) and asks WaveSpeed the price of every
 dub; above the ``budget`` param (USD) the run stops before anything is paid for, or, on Airflow
 3.1+ with ``approve_over_budget``, waits for a person to approve the spend (Required Actions in the
 UI). The lipsync tasks are mapped, one per (video, language), and wait deferred: a hundred dubs in
 flight hold no worker slot. When every dub of the day is stored, the ``dubbed`` Asset (a Dataset on
-Airflow 2) is updated, so downstream DAGs can be scheduled on it.
+Airflow 2) is updated, so downstream DAGs can be scheduled on it. Re-running a day (a clear, a
+backfill) uploads and pays for nothing that is already stored from the same inputs, and only for
+the dubs that changed.
 """
 
 from __future__ import annotations
