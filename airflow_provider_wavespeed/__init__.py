@@ -47,8 +47,19 @@ CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+def _airflow_has_external_views() -> bool:
+    """Airflow 3.1 added UI plugins (``external_views``); older lines get no WaveSpeed view."""
+    from airflow import __version__
+
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return (major, minor) >= (3, 1)
+
+
 def get_provider_info() -> dict[str, Any]:
-    """Describe the provider to Airflow: the ``wavespeed`` connection type and its form."""
+    """Describe the provider to Airflow: the ``wavespeed`` connection type, its form, the UI view."""
+    plugins = [
+        {"name": "wavespeed", "plugin-class": "airflow_provider_wavespeed.plugins.wavespeed_view.WaveSpeedViewPlugin"}
+    ]
     return {
         "package-name": "airflow-provider-wavespeed",
         "name": "WaveSpeed",
@@ -71,7 +82,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.triggers.prediction"]}
         ],
-        "extra-links": ["airflow_provider_wavespeed.links.WaveSpeedOutputLink"],
+        "extra-links": [
+            "airflow_provider_wavespeed.links.StoredOutputLink",
+            "airflow_provider_wavespeed.links.WaveSpeedOutputLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "wavespeed",
@@ -83,4 +97,5 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        **({"plugins": plugins} if _airflow_has_external_views() else {}),
     }

@@ -73,4 +73,4 @@ with DAG(
         manifest.write_text(json.dumps({"date": ds, "dubs": entries}, indent=2))
         return str(manifest)
 
-    publish_manifest(lipsync.output)  # type: ignore[arg-type]  # the XComArg resolves to the list when run
+    publish_manifest(lipsync.output)

@@ -23,7 +23,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
 )
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import StoredOutputLink, WaveSpeedOutputLink
 from airflow_provider_wavespeed.media import (
     check_readable_file,
     check_storage_file,
@@ -50,6 +50,8 @@ SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 """How the model reconciles a video and an audio of different lengths (see the README)."""
 
 DEFAULT_TIMEOUT = timedelta(hours=2)
+# A mapped lipsync is labelled in the UI with what it dubs (``interview.fr``), not a bare index.
+DEFAULT_MAP_INDEX_TEMPLATE = "{{ task.media_label }}"
 # The framework's defer timeout sits this far past the trigger's own deadline, so the trigger's
 # clean timeout event (which names the prediction) arrives before a generic framework timeout.
 _DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
@@ -93,7 +95,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
     template_fields_renderers = {"inputs": "json"}
-    operator_extra_links = (WaveSpeedOutputLink(),)
+    operator_extra_links = (StoredOutputLink(), WaveSpeedOutputLink())
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -133,6 +135,9 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.fail_on_nsfw = fail_on_nsfw
         self.webhook = webhook
         self.request_id: str | None = None
+        # What the extra links show, set on the worker once the prediction's outputs are known.
+        self.wavespeed_output: str | None = None
+        self.stored_output: str | None = None
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -167,7 +172,6 @@ class WaveSpeedRunModelOperator(BaseOperator):
         prediction = self._resume_earlier_prediction(record) or self._submit(self.model_inputs(), record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
-        context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
         if not self.wait_for_completion:
             record.forget()
             return prediction.summary()
@@ -346,12 +350,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
             record.forget()
             raise
         result = prediction.summary()
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        self.wavespeed_output = prediction.outputs[0]
         if self.output_path:
             result["stored_outputs"] = [
                 self.hook.download(url, _output_target(self.output_path, prediction, index))
                 for index, url in enumerate(prediction.outputs)
             ]
+            self.stored_output = str(result["stored_outputs"][0])
         record.forget()
         self.log.info(
             "WaveSpeed prediction %s completed: %s",
@@ -392,18 +397,40 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
         audio: Any,
         sync_mode: str = "cut_off",
         model: str = LIPSYNC_MODEL,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, inputs={}, media_inputs=("video", "audio"), **kwargs)
+        super().__init__(
+            model=model,
+            inputs={},
+            media_inputs=("video", "audio"),
+            map_index_template=map_index_template,
+            **kwargs,
+        )
         if not _is_templated(sync_mode):
             _check_sync_mode(sync_mode)
         self.video = video
         self.audio = audio
         self.sync_mode = sync_mode
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``partial()`` with this class's label template: Airflow 2's ignores ``__init__``'s defaults."""
+        kwargs.setdefault("map_index_template", DEFAULT_MAP_INDEX_TEMPLATE)
+        return super().partial(**kwargs)
+
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
         return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+    @property
+    def media_label(self) -> str:
+        """What this task lip-syncs, for the UI: ``interview.fr`` for ``interview.mp4`` + ``interview.fr.wav``.
+
+        A dub named after its video keeps its own name; any other pair reads ``<video>+<audio>``.
+        """
+        video, audio = _media_name(self.video), _media_name(self.audio)
+        return audio if audio.startswith(f"{video}.") else f"{video}+{audio}"
 
 
 def _airflow_line() -> tuple[int, int]:
@@ -411,6 +438,13 @@ def _airflow_line() -> tuple[int, int]:
 
     major, minor = __version__.split(".")[:2]
     return int(major), int(minor)
+
+
+def _media_name(media: Any) -> str:
+    """A media file's name without its extension: ``interview.fr`` for ``s3://b/in/interview.fr.wav``."""
+    text = path_text(media)
+    name = os.path.basename(urlsplit(text).path if text is not None else str(getattr(media, "path", media)))
+    return os.path.splitext(name)[0] or str(media)
 
 
 def _pulled_values(pulled: Any) -> list[Any]:

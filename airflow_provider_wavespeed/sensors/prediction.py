@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import WaveSpeedOutputLink
 from airflow_provider_wavespeed.polling import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class PredictionSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.max_poll_interval = max(float(max_poll_interval), float(poke_interval))
         self.fail_on_nsfw = fail_on_nsfw
+        self.wavespeed_output: str | None = None  # what the extra link shows, set on the worker
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -108,5 +109,5 @@ class PredictionSensor(BaseSensorOperator):
 
     def _result(self, context: Context, prediction: Prediction) -> dict[str, Any]:
         prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        self.wavespeed_output = prediction.outputs[0]
         return prediction.summary()

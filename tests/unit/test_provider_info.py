@@ -38,7 +38,10 @@ def test_airflow_registers_the_wavespeed_connection_type_with_its_form():
     if hasattr(manager, "_load_ui_metadata") or importlib.util.find_spec("wtforms"):
         behaviour = manager.field_behaviours["wavespeed"]
         assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
-    assert "airflow_provider_wavespeed.links.WaveSpeedOutputLink" in manager.extra_links_class_names
+    assert {
+        "airflow_provider_wavespeed.links.StoredOutputLink",
+        "airflow_provider_wavespeed.links.WaveSpeedOutputLink",
+    } <= set(manager.extra_links_class_names)
 
 
 def test_every_module_the_provider_info_names_imports():
