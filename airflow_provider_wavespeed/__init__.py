@@ -47,19 +47,12 @@ CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _airflow_has_external_views() -> bool:
-    """Airflow 3.1 added UI plugins (``external_views``); older lines get no WaveSpeed view."""
-    from airflow import __version__
-
-    major, minor = (int(part) for part in __version__.split(".")[:2])
-    return (major, minor) >= (3, 1)
-
-
 def get_provider_info() -> dict[str, Any]:
-    """Describe the provider to Airflow: the ``wavespeed`` connection type, its form, the UI view."""
-    plugins = [
-        {"name": "wavespeed", "plugin-class": "airflow_provider_wavespeed.plugins.wavespeed_view.WaveSpeedViewPlugin"}
-    ]
+    """Describe the provider to Airflow: the ``wavespeed`` connection type and its form.
+
+    The UI plugin is an ``airflow.plugins`` entry point instead of a ``plugins`` entry here: Airflow
+    loads those only with ``[core] lazy_discover_providers`` off, and with both it would register twice.
+    """
     return {
         "package-name": "airflow-provider-wavespeed",
         "name": "WaveSpeed",
@@ -97,5 +90,4 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        **({"plugins": plugins} if _airflow_has_external_views() else {}),
     }

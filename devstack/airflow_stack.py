@@ -136,15 +136,18 @@ class LocalAirflow:
                 [sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
             deadline = time.monotonic() + timeout
-            while migrate.poll() is None:
-                if on_wait is not None:
-                    on_wait("the metadata database migration")
-                if time.monotonic() > deadline:
+            try:
+                while migrate.poll() is None:
+                    if on_wait is not None:
+                        on_wait("the metadata database migration")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"airflow db migrate took over {timeout:.0f} s; its log: {log.name}")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        migrate.wait(timeout=1.0)
+            finally:  # interrupted (Ctrl-C, SIGTERM) or timed out: no migration is left running
+                if migrate.poll() is None:
                     migrate.kill()
-                try:
-                    migrate.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    continue
+                    migrate.wait()
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed ({migrate.returncode}); its log: {log.name}")
         for component in COMPONENTS:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -54,12 +55,13 @@ def _stop_like_ctrl_c(signum: int, _frame: Any) -> None:
 
 def seed_media(media: Path, day: str) -> None:
     """The clip ``example_lipsync`` uses, and ``example_dubbing_pipeline``'s incoming/<day>/ folder."""
-    make_video(media / "interview.mp4", VIDEO_SECONDS)
-    make_audio(media / "interview.fr.wav", AUDIO_SECONDS)
+    video = make_video(media / "interview.mp4", VIDEO_SECONDS)
+    audio = make_audio(media / "interview.fr.wav", AUDIO_SECONDS)
     incoming = media / "incoming" / day
-    make_video(incoming / "interview.mp4", VIDEO_SECONDS)
+    incoming.mkdir(parents=True)
+    shutil.copyfile(video, incoming / video.name)
     for language in DUBS:
-        make_audio(incoming / f"interview.{language}.wav", AUDIO_SECONDS)
+        shutil.copyfile(audio, incoming / f"interview.{language}.wav")
 
 
 class Heartbeat:
@@ -98,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     emulator: EmulatorProcess | None = None
     airflow: LocalAirflow | None = None
+    # Encoding the clips takes a while on a busy machine: it happens while Airflow starts.
+    seeder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed-media")
     try:
-        say(f"Generating a {VIDEO_SECONDS:.0f} s test video and {1 + len(DUBS)} dubbed audio tracks in {media}")
-        seed_media(media, day)
+        say(f"Generating a {VIDEO_SECONDS:.0f} s test video and its dubs in {media} (for {day})")
+        seeding = seeder.submit(seed_media, media, day)
         emulator = spawned = WaveSpeedEmulator.spawn(
             EmulatorConfig(
                 api_key=f"demo-{secrets.token_hex(12)}",
@@ -131,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                 "password": spawned.api_key,
             }
         )
+        seeding.result()  # raises what went wrong, if anything
         return _run_examples(airflow, day, args.exit_after_run, Heartbeat(started))
     except KeyboardInterrupt as interrupt:
         say(f"Stopping ({interrupt.args[0] if interrupt.args else 'Ctrl-C'})")
         return 0
     finally:
+        seeder.shutdown(cancel_futures=True)
         if airflow is not None:
             airflow.stop()
         if emulator is not None:

@@ -5,13 +5,15 @@ tabs of a task instance and of a DAG run (``external_views``). Every route is gu
 own authorization, as reading the DAG's task instances is: the auth manager decides, per DAG.
 Nothing here holds a WaveSpeed API key or calls WaveSpeed (see :mod:`.records`).
 
-Airflow 3.0 and 2.11 have no external views; the provider info declares this plugin only on 3.1+.
+Airflow 3.0 and 2.11 have no external views: there the ``airflow.plugins`` entry point names no
+plugin (:data:`entry_point_plugin` is None), so Airflow loads nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from airflow import __version__ as _airflow_version
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/wavespeed"
@@ -124,3 +126,12 @@ class WaveSpeedViewPlugin(AirflowPlugin):
             "url_route": "wavespeed-board",
         },
     ]
+
+
+def _airflow_has_external_views() -> bool:
+    major, minor = (int(part) for part in _airflow_version.split(".")[:2])
+    return (major, minor) >= (3, 1)
+
+
+entry_point_plugin: type[WaveSpeedViewPlugin] | None = WaveSpeedViewPlugin if _airflow_has_external_views() else None
+"""What the ``airflow.plugins`` entry point loads: the plugin on Airflow 3.1+, else nothing."""
