@@ -19,6 +19,7 @@ from airflow.plugins_manager import AirflowPlugin
 URL_PREFIX = "/wavespeed"
 TASK_INSTANCE_PATH = "/task-instances/{dag_id}/{run_id}/{task_id}/{map_index}"
 BOARD_PATH = "/runs/{dag_id}/{run_id}"
+MEDIA_PATH = "/media/{dag_id}/{run_id}/{task_id}/{map_index}/{index}"
 
 
 def _map_index(value: str) -> int:
@@ -73,7 +74,7 @@ def create_app() -> Any:
     def board_json(dag_id: str, run_id: str) -> JSONResponse:
         return JSONResponse(board(dag_id, run_id).as_json())
 
-    @app.get("/media" + TASK_INSTANCE_PATH + "/{index}", response_model=None)
+    @app.get(MEDIA_PATH, response_model=None)
     def stored_output(
         dag_id: str, run_id: str, task_id: str, map_index: str, index: int
     ) -> FileResponse | StreamingResponse:

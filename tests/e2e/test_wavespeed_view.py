@@ -48,7 +48,7 @@ def test_the_board_lists_every_dub_with_its_stored_output(airflow: LocalAirflow,
         assert record["state"] == "success"
         assert record["request_id"]
         (output,) = record["outputs"]
-        assert output["stored"] == f"file://{media}/dubbed/2026-11-23/{label}.mp4"
+        assert Path(output["stored"]) == media / "dubbed" / "2026-11-23" / f"{label}.mp4"
         assert output["stored_is_readable"] is True
         assert [step["status"] for step in record["timeline"]] == ["submitted", "processing", "completed"]
         assert all(step["at"] for step in record["timeline"])
