@@ -49,7 +49,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
     :param input_names: the keys of each dict that are model inputs; the others (``output_path``)
         are passed through unquoted.
     :param common_inputs: inputs every prediction shares, as given to the mapped task's
-        ``partial()`` (e.g. ``{"sync_mode": "remap"}``): they change the price.
+        ``partial()`` (e.g. ``{"sync_mode": "remap"}``): they change the price. Templated.
     :param media_inputs: the inputs that hold media (uploaded unless an http(s) URL).
     :param budget: the most the run may spend, in the quotes' currency (USD); None or "" for no
         limit. Templated, e.g. ``"{{ params.budget }}"``.
@@ -58,7 +58,14 @@ class WaveSpeedBudgetOperator(BaseOperator):
     :param wavespeed_conn_id: the Airflow connection holding the API key.
     """
 
-    template_fields: Sequence[str] = ("predictions", "model", "budget", "ask_approval_over_budget", "wavespeed_conn_id")
+    template_fields: Sequence[str] = (
+        "predictions",
+        "model",
+        "common_inputs",
+        "budget",
+        "ask_approval_over_budget",
+        "wavespeed_conn_id",
+    )
     ui_color = "#fef7e0"
 
     def __init__(

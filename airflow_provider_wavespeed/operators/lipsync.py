@@ -6,6 +6,7 @@ trigger are imported when a task runs.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -24,7 +25,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
 )
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import StoredOutputLink, WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.media import (
     check_readable_file,
     check_storage_file,
@@ -70,6 +71,8 @@ SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 """How the model reconciles a video and an audio of different lengths (see the README)."""
 
 DEFAULT_TIMEOUT = timedelta(hours=2)
+# A mapped lipsync is labelled in the UI with what it dubs (``interview.fr``), not a bare index.
+DEFAULT_MAP_INDEX_TEMPLATE = "{{ task.media_label }}"
 # The framework's defer timeout sits this far past the trigger's own deadline, so the trigger's
 # clean timeout event (which names the prediction) arrives before a generic framework timeout.
 _DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
@@ -132,7 +135,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
     template_fields_renderers = {"inputs": "json"}
-    operator_extra_links = (WaveSpeedOutputLink(),)
+    operator_extra_links = (StoredOutputLink(), WaveSpeedOutputLink())
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -190,6 +193,9 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.quote: ModelPrice | None = None
         self._media_contents: dict[str, MediaContent] = {}
         self._inputs: InputsDescription | None = None
+        # What the extra links show, set on the worker once the prediction's outputs are known.
+        self.wavespeed_output: str | None = None
+        self.stored_output: str | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> OperatorPartial:
@@ -240,7 +246,6 @@ class WaveSpeedRunModelOperator(BaseOperator):
             prediction = self._submit(inputs, record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
-        context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
         if not self.wait_for_completion:
             record.forget()
             return {**prediction.summary(), **self._price_fields(_quote_dict(self.quote))}
@@ -340,8 +345,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
         """Finish with an output stored earlier from the same inputs: nothing uploaded, submitted or downloaded."""
         self.request_id = stored.get("request_id")
         context["ti"].xcom_push(key="request_id", value=self.request_id)
-        if stored.get("outputs"):
-            context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=stored["outputs"][0])
+        self.wavespeed_output = first(stored.get("outputs")) or None
+        self.stored_output = first(stored.get("stored_outputs")) or None
         record.forget()
         return stored
 
@@ -537,13 +542,14 @@ class WaveSpeedRunModelOperator(BaseOperator):
             record.forget()
             raise
         result = {**prediction.summary(), **self._price_fields(quote)}
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        self.wavespeed_output = prediction.outputs[0]
         plan = plan_output(self.output_path)
         if plan is not None:
             claim_output_file(context, plan, dag_task_ids(context, self), paid=prediction.id)
             result["stored_outputs"] = store_outputs(
                 self.hook, plan, prediction, self._inputs_description(context), result, context
             )
+            self.stored_output = str(result["stored_outputs"][0])
         record.forget()
         self.log.info(
             "WaveSpeed prediction %s completed: %s",
@@ -596,14 +602,27 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
         audio: Any,
         sync_mode: str = "cut_off",
         model: str = LIPSYNC_MODEL,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, inputs={}, media_inputs=("video", "audio"), **kwargs)
+        super().__init__(
+            model=model,
+            inputs={},
+            media_inputs=("video", "audio"),
+            map_index_template=map_index_template,
+            **kwargs,
+        )
         if not _is_templated(sync_mode):
             _check_sync_mode(sync_mode)
         self.video = video
         self.audio = audio
         self.sync_mode = sync_mode
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``partial()`` with this class's label template: Airflow 2's ignores ``__init__``'s defaults."""
+        kwargs.setdefault("map_index_template", DEFAULT_MAP_INDEX_TEMPLATE)
+        return super().partial(**kwargs)
 
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
@@ -615,6 +634,15 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
             f"output {_OUTPUT_LENGTH[str(inputs.get('sync_mode'))]}: video={inputs.get('video')!r}, "
             f"audio={inputs.get('audio')!r}"
         )
+
+    @property
+    def media_label(self) -> str:
+        """What this task lip-syncs, for the UI: ``interview.fr`` for ``interview.mp4`` + ``interview.fr.wav``.
+
+        A dub named after its video keeps its own name; any other pair reads ``<video>+<audio>``.
+        """
+        video, audio = _media_name(self.video), _media_name(self.audio)
+        return audio if audio.startswith(f"{video}.") else f"{video}+{audio}"
 
 
 _OUTPUT_LENGTH = {
@@ -644,6 +672,13 @@ def _pulled_quote(context: Context) -> dict[str, Any] | None:
     ti = context["ti"]
     pulled = ti.xcom_pull(task_ids=ti.task_id, key=PRICE_XCOM_KEY, map_indexes=ti.map_index)
     return pulled if isinstance(pulled, dict) and {"discounted_price", "price", "currency"} <= pulled.keys() else None
+
+
+def _media_name(media: Any) -> str:
+    """A media file's name without its extension: ``interview.fr`` for ``s3://b/in/interview.fr.wav``."""
+    text = path_text(media)
+    name = os.path.basename(urlsplit(text).path if text is not None else str(getattr(media, "path", media)))
+    return os.path.splitext(name)[0] or str(media)
 
 
 def _check_sync_mode(sync_mode: Any) -> None:
