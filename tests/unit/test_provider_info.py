@@ -49,3 +49,14 @@ def test_every_module_the_provider_info_names_imports():
         for entry in info[section]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+
+
+def test_provider_info_passes_the_validator_airflow_applies_when_it_discovers_providers():
+    from airflow.providers_manager import _create_provider_info_schema_validator
+
+    validator = _create_provider_info_schema_validator()
+    info = get_provider_info()
+
+    assert [error.message for error in validator.iter_errors(info)] == []
+    # The installed schema constrains for real: without its description the same info is refused.
+    assert list(validator.iter_errors({key: value for key, value in info.items() if key != "description"}))
