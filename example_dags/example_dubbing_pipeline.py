@@ -113,17 +113,19 @@ with DAG(
     )
     # [END howto_operator_wavespeed_budget]
 
-    # [START howto_operator_lipsync_mapped]
-    # Each mapped task is labelled in the UI by LipsyncOperator's default map_index_template: <name>.<lang>.
-    lipsync = LipsyncOperator.partial(task_id="lipsync", sync_mode=sync_mode, deferrable=True).expand_kwargs(
-        quote_dubs.output
-    )
-    # [END howto_operator_lipsync_mapped]
-
+    dubs = quote_dubs.output
     if AIRFLOW_V_3_1_PLUS:
         from airflow_provider_wavespeed.operators.approval import WaveSpeedSpendApprovalOperator
 
-        quote_dubs >> WaveSpeedSpendApprovalOperator(task_id="approve_spend", budget_task_id="quote_dubs") >> lipsync
+        # Passes the dubs on once a person approved a spend over budget (at once within it).
+        approve_spend = WaveSpeedSpendApprovalOperator(task_id="approve_spend", budget_task_id="quote_dubs")
+        quote_dubs >> approve_spend
+        dubs = approve_spend.output
+
+    # [START howto_operator_lipsync_mapped]
+    # Each mapped task is labelled in the UI by LipsyncOperator's default map_index_template: <name>.<lang>.
+    lipsync = LipsyncOperator.partial(task_id="lipsync", sync_mode=sync_mode, deferrable=True).expand_kwargs(dubs)
+    # [END howto_operator_lipsync_mapped]
 
     @task(outlets=[DUBBED])
     def publish_manifest(

@@ -22,7 +22,10 @@ class WaveSpeedSpendApprovalOperator(ApprovalOperator):
     Within budget it succeeds at once and asks nobody. Over budget it shows the quotes (the
     total and each prediction's price and inputs) and waits: Approve runs the downstream tasks,
     Reject skips them, as ``ApprovalOperator`` does. Place it between the budget task (with
-    ``ask_approval_over_budget`` set) and the WaveSpeed tasks.
+    ``ask_approval_over_budget`` set) and the WaveSpeed tasks, and map those over its output: it
+    returns the budget task's predictions once approved (or within budget). A mapped task is
+    expanded as soon as the task it maps over has run, so mapping over the budget task itself
+    would leave nothing for a Reject to skip.
 
     :param budget_task_id: the ``WaveSpeedBudgetOperator`` whose quote is to be approved.
     :param subject: the headline shown in the Airflow UI's Required Actions.
@@ -49,6 +52,16 @@ class WaveSpeedSpendApprovalOperator(ApprovalOperator):
                 cost["total"],
                 cost["currency"],
             )
-            return None
+            return self._approved_predictions(context)
         self.body = spend_summary(cost)
         return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Reject skips the downstream tasks (as ``ApprovalOperator`` does); Approve passes the predictions on."""
+        answer = super().execute_complete(context=context, event=event)
+        if answer["chosen_options"][0] != self.APPROVE:
+            return None
+        return self._approved_predictions(context)
+
+    def _approved_predictions(self, context: Context) -> Any:
+        return context["ti"].xcom_pull(task_ids=self.budget_task_id)

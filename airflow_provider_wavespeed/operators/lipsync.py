@@ -189,8 +189,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.min_balance_after = min_balance_after
         self.allow_unlisted_model = allow_unlisted_model
         self.request_id: str | None = None
-        self.result: dict[str, Any] | None = None
         self.quote: ModelPrice | None = None
+        self.result: dict[str, Any] | None = None
         self._media_contents: dict[str, MediaContent] = {}
         self._inputs: InputsDescription | None = None
         # What the extra links show, set on the worker once the prediction's outputs are known.
@@ -556,7 +556,6 @@ class WaveSpeedRunModelOperator(BaseOperator):
             prediction.id,
             result.get("stored_outputs") or result["outputs"],
         )
-        self.result = result
         if quote is None:
             self.log.info(
                 "WaveSpeed prediction %s was submitted by an earlier try, which logged its price", prediction.id
@@ -568,6 +567,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 quote["discounted_price"],
                 quote["currency"],
             )
+        self.result = result
         return result
 
 

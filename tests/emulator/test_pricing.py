@@ -8,6 +8,7 @@ code shared with the emulator's ffmpeg probe), so a charge is checked against th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,10 @@ from tests.emulator_fixtures import EmulatorFactory
 RATE = 0.05
 
 
-def quote(api: Api, inputs: dict[str, object], model: str = LIPSYNC) -> dict[str, object]:
+def quote(api: Api, inputs: dict[str, Any], model: str = LIPSYNC) -> dict[str, Any]:
     response = api.post("/api/v3/model/price", json={"model_id": model, "inputs": inputs})
     assert response.status_code == 200, response.text
-    data: dict[str, object] = response.json()["data"]
+    data: dict[str, Any] = response.json()["data"]
     return data
 
 
@@ -45,10 +46,10 @@ def test_each_submit_is_charged_its_quote_the_rendered_output_s_length_times_the
 
     seconds = media_duration(output)
     assert quoted["price"] == pytest.approx(RATE * seconds, abs=0.005), "to the cent of the rendered length"
-    assert quoted["discounted_price"] == pytest.approx(float(quoted["price"]) * 0.9, abs=1e-4)  # type: ignore[arg-type]
+    assert quoted["discounted_price"] == pytest.approx(quoted["price"] * 0.9, abs=1e-4)
     assert (quoted["currency"], quoted["discount_rate"], quoted["model_id"]) == ("USD", 0.1, LIPSYNC)
     balance = api.get("/api/v3/balance").json()["data"]["balance"]
-    assert balance == pytest.approx(100.0 - float(quoted["discounted_price"]), abs=1e-9)  # type: ignore[arg-type]
+    assert balance == pytest.approx(100.0 - quoted["discounted_price"], abs=1e-9)
 
 
 def test_media_it_cannot_measure_and_other_models_cost_the_flat_price(emulator_factory: EmulatorFactory):
