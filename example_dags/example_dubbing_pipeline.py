@@ -8,11 +8,14 @@ Layout in storage (the ``storage`` param; its default is ``WAVESPEED_EXAMPLE_STO
     dubbed/<day>/<name>.<lang>.mp4      written by this DAG
     dubbed/<day>/manifest.json          what was produced, with the WaveSpeed request ids
 
-``<day>`` is the run's date (``ds``) unless the ``day`` param names another folder, so a person can
-trigger the DAG from the UI on their own media. The lipsync tasks are mapped, one per (video,
-language), labelled ``<name>.<lang>`` in the UI, and wait deferred: a hundred dubs in flight hold no
-worker slot. When every dub of the day is stored, the ``dubbed`` Asset (a Dataset on Airflow 2) of
-the default storage is updated, so downstream DAGs can be scheduled on it.
+``<day>`` is the run's date unless the ``day`` param names another folder, so a person can trigger
+the DAG from the UI on their own media. Before the fan-out, ``quote_dubs`` uploads each pair once
+and asks WaveSpeed the price of every dub; above the ``budget`` param (USD) the run stops before
+anything is paid for, or, on Airflow 3.1+ with ``approve_over_budget``, waits for a person to
+approve the spend (Required Actions in the UI). The lipsync tasks are mapped, one per (video,
+language), labelled ``<name>.<lang>`` in the UI, and wait deferred: a hundred dubs in flight hold
+no worker slot. When every dub of the day is stored, the ``dubbed`` Asset (a Dataset on Airflow 2)
+of the default storage is updated, so downstream DAGs can be scheduled on it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Asset, ObjectStoragePath, Param, task
 
+from airflow_provider_wavespeed.operators.budget import WaveSpeedBudgetOperator
 from airflow_provider_wavespeed.operators.lipsync import SYNC_MODES, LipsyncOperator
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
 
 MEDIA = os.environ.get("WAVESPEED_EXAMPLE_MEDIA") or os.path.join(tempfile.gettempdir(), "wavespeed-example-media")
 STORAGE = (os.environ.get("WAVESPEED_EXAMPLE_STORAGE") or f"file://{MEDIA}").rstrip("/")
@@ -51,15 +56,22 @@ with DAG(
     params={
         "storage": Param(STORAGE, type="string", description="Holds incoming/<day>/ and receives dubbed/<day>/"),
         "day": Param(
-            None, type=["null", "string"], description="The incoming/ folder to dub (default: the run's date, ds)"
+            None, type=["null", "string"], description="The incoming/ folder to dub (default: the run's date)"
         ),
+        # A dub runs a few percent longer or shorter than the original speech: remap stretches the
+        # video to the dub, so no word is cut and no frame repeats. It also makes each dub cost the
+        # audio's length, which the quote follows.
         "sync_mode": Param("remap", enum=list(SYNC_MODES), description="When a dub's length differs"),
+        "budget": Param(5.0, type=["null", "number"], minimum=0, description="Most this run may spend (USD)"),
+        "approve_over_budget": Param(
+            False, type="boolean", description="Over budget, ask a person to approve (Airflow 3.1+) instead of stopping"
+        ),
     },
 ) as dag:
 
     @task
     def discover_pairs(params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, str]]:
-        """One (video, dubbed audio, output) per language found for the day."""
+        """One (video, dubbed audio, sync mode, output) per language found for the day."""
         assert params is not None
         storage = str(params["storage"]).rstrip("/")
         day = _day(params, dag_run)
@@ -73,6 +85,7 @@ with DAG(
                     {
                         "video": str(video),
                         "audio": str(audio),
+                        "sync_mode": str(params["sync_mode"]),
                         "output_path": f"{storage}/dubbed/{day}/{video.stem}.{language}.mp4",
                     }
                 )
@@ -86,22 +99,32 @@ with DAG(
         log.info("Dubbing %d pair(s): %s", len(pairs), ", ".join(pair["output_path"] for pair in pairs))
         return pairs
 
+    # [START howto_operator_wavespeed_budget]
+    quote_dubs = WaveSpeedBudgetOperator(
+        task_id="quote_dubs",
+        predictions=discover_pairs(),
+        budget="{{ params.budget }}",
+        ask_approval_over_budget="{{ params.approve_over_budget }}",
+    )
+    # [END howto_operator_wavespeed_budget]
+
     # [START howto_operator_lipsync_mapped]
-    # A dub runs a few percent longer or shorter than the original speech: remap (the default here)
-    # stretches the video to the dub, so no word is cut and no frame repeats. Each mapped task is
-    # labelled in the UI by LipsyncOperator's default map_index_template: <name>.<lang>.
-    lipsync = LipsyncOperator.partial(
-        task_id="lipsync", sync_mode="{{ params.sync_mode }}", deferrable=True
-    ).expand_kwargs(discover_pairs())
+    # Each mapped task is labelled in the UI by LipsyncOperator's default map_index_template: <name>.<lang>.
+    lipsync = LipsyncOperator.partial(task_id="lipsync", deferrable=True).expand_kwargs(quote_dubs.output)
     # [END howto_operator_lipsync_mapped]
+
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow_provider_wavespeed.operators.approval import WaveSpeedSpendApprovalOperator
+
+        quote_dubs >> WaveSpeedSpendApprovalOperator(task_id="approve_spend", budget_task_id="quote_dubs") >> lipsync
 
     @task(outlets=[DUBBED])
     def publish_manifest(
-        results: list[dict[str, Any]], params: dict[str, Any] | None = None, ds: str | None = None
+        results: list[dict[str, Any]], params: dict[str, Any] | None = None, dag_run: Any = None
     ) -> str:
         """Record what was produced; finishing this task updates the ``dubbed`` Asset."""
         assert params is not None
-        day = params.get("day") or ds
+        day = _day(params, dag_run)
         manifest = ObjectStoragePath(f"{str(params['storage']).rstrip('/')}/dubbed/{day}/manifest.json")
         entries = [{"output": result["stored_outputs"][0], "request_id": result["request_id"]} for result in results]
         manifest.write_text(json.dumps({"date": day, "dubs": entries}, indent=2))
