@@ -236,7 +236,8 @@ def test_non_deferrable_waits_on_the_worker_and_returns_a_small_result(hook):
         "created_at": "2026-11-23T10:00:00+00:00",
         **PRICE_FIELDS,
     }
-    assert set(pushed(context)) == {"request_id"}  # no URL that a browser could not open (the API's needs a key)
+    # The request id and the quote: no URL that a browser could not open (the API's result URL needs a key).
+    assert set(pushed(context)) == {"request_id", "price"}
     assert context["task_state_store"].values == {}  # forgotten once done
 
 
