@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_LINE ?= 3.3
 
-.PHONY: env demo bench soak test test-matrix lint typecheck lock docs
+.PHONY: env demo bench soak test test-matrix lint typecheck lock docs check-package
 
 env:
 	AIRFLOW_LINE=$(AIRFLOW_LINE) VENV=$(VENV) scripts/bootstrap
@@ -59,3 +59,8 @@ lock: env
 # warning is never hidden by an earlier build. Open docs/_build/html/index.html.
 docs: env
 	$(VENV)/bin/sphinx-build -q -E -W -n --keep-going -b html docs docs/_build/html
+
+# Build the sdist and the wheel and check their metadata and contents (needs PyPI or uv's cache
+# for the isolated build's setuptools).
+check-package: env
+	$(PY) scripts/check_package.py

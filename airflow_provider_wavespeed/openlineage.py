@@ -107,13 +107,11 @@ def dataset_of(media: Any) -> Dataset | None:
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
     text = path_text(media)
-    if text is None:
-        # An ObjectStoragePath knows its own OpenLineage namespace (without its connection id).
-        namespace, key = getattr(media, "namespace", None), getattr(media, "key", None)
-        if isinstance(namespace, str) and isinstance(key, str):
-            return Dataset(namespace=namespace, name=key)
-        return None
-    if not text.strip():
+    if text is None and isinstance(getattr(media, "protocol", None), str):
+        # An ObjectStoragePath: its URI, whose user info (the connection id) is left out below. Its
+        # own ``namespace`` keeps the connection id with universal-pathlib < 0.3 (Airflow 2.11, 3.0).
+        text = str(media)
+    if text is None or not text.strip():
         return None
     local = local_path_of(text)
     if local is not None:

@@ -6,16 +6,20 @@ Layout in storage (the ``storage`` param; its default is ``WAVESPEED_EXAMPLE_STO
     incoming/<day>/<name>.mp4           the original video
     incoming/<day>/<name>.<lang>.wav    its dubbed audio, one file per language
     dubbed/<day>/<name>.<lang>.mp4      written by this DAG
+    dubbed/<day>/<name>.<lang>.mp4.wavespeed.json   what produced it (request id, inputs by content hash)
     dubbed/<day>/manifest.json          what was produced, with the WaveSpeed request ids
 
-``<day>`` is the run's date unless the ``day`` param names another folder, so a person can trigger
-the DAG from the UI on their own media. Before the fan-out, ``quote_dubs`` uploads each pair once
-and asks WaveSpeed the price of every dub; above the ``budget`` param (USD) the run stops before
-anything is paid for, or, on Airflow 3.1+ with ``approve_over_budget``, waits for a person to
-approve the spend (Required Actions in the UI). The lipsync tasks are mapped, one per (video,
-language), labelled ``<name>.<lang>`` in the UI, and wait deferred: a hundred dubs in flight hold
-no worker slot. When every dub of the day is stored, the ``dubbed`` Asset (a Dataset on Airflow 2)
-of the default storage is updated, so downstream DAGs can be scheduled on it.
+``<day>`` is the run's date (``ds``) unless the ``day`` param names another folder, so a person can
+trigger the DAG from the UI on their own media. Before the fan-out, ``quote_dubs`` uploads each
+distinct file once (into the upload cache the lipsync tasks then find it in) and asks WaveSpeed the
+price of every dub; above the ``budget`` param (USD) the run stops before anything is paid for, or,
+on Airflow 3.1+ with ``approve_over_budget``, waits for a person to approve the spend (Required
+Actions in the UI). The lipsync tasks are mapped, one per (video, language), labelled
+``<name>.<lang>`` in the UI, and wait deferred: a hundred dubs in flight hold no worker slot. When
+every dub of the day is stored, the ``dubbed`` Asset (a Dataset on Airflow 2) of the default storage
+is updated, so downstream DAGs can be scheduled on it. Re-running a day (a clear, a backfill)
+uploads and pays for nothing that is already stored from the same inputs, and only for the dubs
+that changed.
 """
 
 from __future__ import annotations
@@ -56,11 +60,8 @@ with DAG(
     params={
         "storage": Param(STORAGE, type="string", description="Holds incoming/<day>/ and receives dubbed/<day>/"),
         "day": Param(
-            None, type=["null", "string"], description="The incoming/ folder to dub (default: the run's date)"
+            None, type=["null", "string"], description="The incoming/ folder to dub (default: the run's date, ds)"
         ),
-        # A dub runs a few percent longer or shorter than the original speech: remap stretches the
-        # video to the dub, so no word is cut and no frame repeats. It also makes each dub cost the
-        # audio's length, which the quote follows.
         "sync_mode": Param("remap", enum=list(SYNC_MODES), description="When a dub's length differs"),
         "budget": Param(5.0, type=["null", "number"], minimum=0, description="Most this run may spend (USD)"),
         "approve_over_budget": Param(
@@ -71,7 +72,7 @@ with DAG(
 
     @task
     def discover_pairs(params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, str]]:
-        """One (video, dubbed audio, sync mode, output) per language found for the day."""
+        """One (video, dubbed audio, output) per language found for the day."""
         assert params is not None
         storage = str(params["storage"]).rstrip("/")
         day = _day(params, dag_run)
@@ -85,7 +86,6 @@ with DAG(
                     {
                         "video": str(video),
                         "audio": str(audio),
-                        "sync_mode": str(params["sync_mode"]),
                         "output_path": f"{storage}/dubbed/{day}/{video.stem}.{language}.mp4",
                     }
                 )
@@ -100,9 +100,14 @@ with DAG(
         return pairs
 
     # [START howto_operator_wavespeed_budget]
+    # A dub runs a few percent longer or shorter than the original speech: remap (the default here)
+    # stretches the video to the dub, so no word is cut and no frame repeats. It also makes each dub
+    # cost the audio's length, which the quote follows.
+    sync_mode = "{{ params.sync_mode }}"
     quote_dubs = WaveSpeedBudgetOperator(
         task_id="quote_dubs",
         predictions=discover_pairs(),
+        common_inputs={"sync_mode": sync_mode},
         budget="{{ params.budget }}",
         ask_approval_over_budget="{{ params.approve_over_budget }}",
     )
@@ -110,7 +115,9 @@ with DAG(
 
     # [START howto_operator_lipsync_mapped]
     # Each mapped task is labelled in the UI by LipsyncOperator's default map_index_template: <name>.<lang>.
-    lipsync = LipsyncOperator.partial(task_id="lipsync", deferrable=True).expand_kwargs(quote_dubs.output)
+    lipsync = LipsyncOperator.partial(task_id="lipsync", sync_mode=sync_mode, deferrable=True).expand_kwargs(
+        quote_dubs.output
+    )
     # [END howto_operator_lipsync_mapped]
 
     if AIRFLOW_V_3_1_PLUS:
@@ -120,11 +127,11 @@ with DAG(
 
     @task(outlets=[DUBBED])
     def publish_manifest(
-        results: list[dict[str, Any]], params: dict[str, Any] | None = None, dag_run: Any = None
+        results: list[dict[str, Any]], params: dict[str, Any] | None = None, ds: str | None = None
     ) -> str:
         """Record what was produced; finishing this task updates the ``dubbed`` Asset."""
         assert params is not None
-        day = _day(params, dag_run)
+        day = params.get("day") or ds
         manifest = ObjectStoragePath(f"{str(params['storage']).rstrip('/')}/dubbed/{day}/manifest.json")
         entries = [{"output": result["stored_outputs"][0], "request_id": result["request_id"]} for result in results]
         manifest.write_text(json.dumps({"date": day, "dubs": entries}, indent=2))

@@ -2,7 +2,8 @@
 
 - ``GET /_emulator/stats``: the counters of `EmulatorStats` plus every prediction's timeline;
 - ``POST /_emulator/faults``: replace the fault settings with a JSON object of `FaultConfig` fields;
-- ``POST /_emulator/reset``: forget predictions, outputs, stats and faults.
+- ``POST /_emulator/reset``: forget predictions, outputs, stats and faults;
+- ``POST /_emulator/uploads/expire``: delete every uploaded file, as WaveSpeed does after 7 days.
 
 They need no API key, so they answer only clients on this machine (loopback peers) even when the
 emulator listens on another interface; anyone else gets 403.
@@ -43,7 +44,12 @@ def add_admin_routes(app: web.Application, service: WaveSpeedService) -> None:
         service.reset()
         return web.json_response({"reset": True})
 
+    async def expire_uploads(request: web.Request) -> web.Response:
+        _require_loopback_peer(request)
+        return web.json_response({"expired": service.media.expire_uploads()})
+
     app.router.add_get(f"{ADMIN_PREFIX}stats", stats)
+    app.router.add_post(f"{ADMIN_PREFIX}uploads/expire", expire_uploads)
     app.router.add_post(f"{ADMIN_PREFIX}faults", faults)
     app.router.add_post(f"{ADMIN_PREFIX}reset", reset)
 

@@ -59,9 +59,12 @@ def test_example_dubbing_pipeline_dubs_every_language_and_writes_a_manifest(
     dubbed = media / "dubbed" / "2026-11-20"
     assert sorted(path.name for path in dubbed.iterdir()) == [
         "keynote.ja.mp4",
+        "keynote.ja.mp4.wavespeed.json",
         "manifest.json",
         "talk.de.mp4",
+        "talk.de.mp4.wavespeed.json",
         "talk.fr.mp4",
+        "talk.fr.mp4.wavespeed.json",
     ]
     manifest = json.loads((dubbed / "manifest.json").read_text())
     assert len(manifest["dubs"]) == 3

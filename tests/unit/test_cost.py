@@ -151,7 +151,9 @@ def test_the_catalog_is_fetched_once_and_refreshed_once_for_a_model_it_lacks(wav
     route = requests_mock.get(f"{BASE}/api/v3/models", json=envelope(listed))
     hook = WaveSpeedHook()
 
-    assert hook.get_catalog_model("sync/lipsync-1.9.0-beta").base_price == 0.025
+    model = hook.get_catalog_model("sync/lipsync-1.9.0-beta")
+    assert model is not None
+    assert model.base_price == 0.025
     assert WaveSpeedHook().get_catalog_model("sync/lipsync-1.9.0-beta") is not None
     assert route.call_count == 1, "cached for the process"
     assert hook.get_catalog_model("sync/newer-model") is None
@@ -231,10 +233,10 @@ def run_model(**kwargs: Any) -> Any:
 
 def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(operator_hook, tmp_path):
     from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
-    from tests.unit.test_operators import make_context
+    from tests.unit.test_operators import MP4_HEADER, make_context
 
     local_video = tmp_path / "talk.mp4"
-    local_video.write_bytes(b"video")
+    local_video.write_bytes(MP4_HEADER + b"\x00" * 64)
     # The catalog's enum rules, not the provider's own list of modes: here it allows only cut_off.
     only_cut_off = {**LIPSYNC.properties, "sync_mode": {"type": "string", "enum": ["cut_off"]}}
     operator_hook.get_catalog_model.return_value = CatalogModel(

@@ -108,7 +108,7 @@ def test_a_relative_path_is_named_by_its_absolute_path(tmp_path, monkeypatch):
     assert named("clips/talk.mp4") == ("file", str(tmp_path / "clips" / "talk.mp4"))
 
 
-def test_an_object_storage_path_uses_its_own_namespace():
+def test_an_object_storage_path_is_named_without_its_connection_id():
     assert named(ObjectStoragePath("s3://aws_default@media/incoming/talk.mp4")) == ("s3://media", "incoming/talk.mp4")
 
 

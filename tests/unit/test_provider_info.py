@@ -70,3 +70,14 @@ def test_the_ui_plugin_is_an_entry_point_that_loads_on_airflow_3_1_and_later_onl
     else:
         assert loaded is None, "no UI plugins before Airflow 3.1: nothing is registered"
     assert "plugins" not in get_provider_info(), "declared once, as the entry point"
+
+
+def test_provider_info_passes_the_validator_airflow_applies_when_it_discovers_providers():
+    from airflow.providers_manager import _create_provider_info_schema_validator
+
+    validator = _create_provider_info_schema_validator()
+    info = get_provider_info()
+
+    assert [error.message for error in validator.iter_errors(info)] == []
+    # The installed schema constrains for real: without its description the same info is refused.
+    assert list(validator.iter_errors({key: value for key, value in info.items() if key != "description"}))
