@@ -15,15 +15,10 @@ from urllib.parse import quote, urlsplit
 from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 from airflow_provider_wavespeed.media import local_path_of, path_text
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import TaskInstanceKey
-
-
-def _airflow_2() -> bool:
-    from airflow import __version__
-
-    return __version__.startswith("2.")
 
 
 def _result_of(ti_key: TaskInstanceKey) -> dict[str, Any]:
@@ -67,7 +62,7 @@ class StoredOutputLink(BaseOperatorLink):
     name = "Stored output"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        if _airflow_2():
+        if not AIRFLOW_V_3_0_PLUS:
             stored = first(_result_of(ti_key).get("stored_outputs"))
         else:
             stored = str(getattr(operator, "stored_output", None) or "")
@@ -81,6 +76,6 @@ class WaveSpeedOutputLink(BaseOperatorLink):
     name = "WaveSpeed copy (deleted after 7 days)"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        if _airflow_2():
+        if not AIRFLOW_V_3_0_PLUS:
             return first(_result_of(ti_key).get("outputs"))
         return str(getattr(operator, "wavespeed_output", None) or "")

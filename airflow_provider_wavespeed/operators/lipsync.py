@@ -639,8 +639,13 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
     def media_label(self) -> str:
         """What this task lip-syncs, for the UI: ``interview.fr`` for ``interview.mp4`` + ``interview.fr.wav``.
 
-        A dub named after its video keeps its own name; any other pair reads ``<video>+<audio>``.
+        An ``output_path`` naming a file gives its name (it is named after the pair, and stays so when
+        an upstream task has already uploaded the media and passes their URLs). Otherwise a dub named
+        after its video keeps its own name, and any other pair reads ``<video>+<audio>``.
         """
+        output = path_text(self.output_path) if self.output_path else None
+        if output and not output.endswith("/"):
+            return _media_name(output)
         video, audio = _media_name(self.video), _media_name(self.audio)
         return audio if audio.startswith(f"{video}.") else f"{video}+{audio}"
 

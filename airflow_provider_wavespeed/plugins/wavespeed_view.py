@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow import __version__ as _airflow_version
 from airflow.plugins_manager import AirflowPlugin
+
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
 
 URL_PREFIX = "/wavespeed"
 TASK_INSTANCE_PATH = "/task-instances/{dag_id}/{run_id}/{task_id}/{map_index}"
@@ -129,10 +130,5 @@ class WaveSpeedViewPlugin(AirflowPlugin):
     ]
 
 
-def _airflow_has_external_views() -> bool:
-    major, minor = (int(part) for part in _airflow_version.split(".")[:2])
-    return (major, minor) >= (3, 1)
-
-
-entry_point_plugin: type[WaveSpeedViewPlugin] | None = WaveSpeedViewPlugin if _airflow_has_external_views() else None
+entry_point_plugin: type[WaveSpeedViewPlugin] | None = WaveSpeedViewPlugin if AIRFLOW_V_3_1_PLUS else None
 """What the ``airflow.plugins`` entry point loads: the plugin on Airflow 3.1+, else nothing."""

@@ -44,6 +44,14 @@ def test_media_label_names_the_video_and_its_dub(video, audio, label):
     assert LipsyncOperator(task_id="lipsync", video=video, audio=audio).media_label == label
 
 
+def test_media_label_follows_an_output_file_named_after_the_pair_even_for_uploaded_media():
+    uploaded = {"video": "https://cdn.test/u/8f3a.mp4", "audio": "https://cdn.test/u/91bc.wav"}
+    named = LipsyncOperator(task_id="lipsync", output_path="s3://b/dubbed/talk.ja.mp4", **uploaded)
+    into_folder = LipsyncOperator(task_id="lipsync", output_path="s3://b/dubbed/", **uploaded)
+    assert named.media_label == "talk.ja"
+    assert into_folder.media_label == "8f3a+91bc"
+
+
 def test_the_default_map_index_template_applies_to_mapped_tasks_and_can_be_overridden():
     with DAG("labels", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
         mapped = LipsyncOperator.partial(task_id="lipsync").expand_kwargs(
