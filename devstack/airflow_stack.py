@@ -30,6 +30,13 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
+# Why the harness cannot run on the installed Airflow (None: it can): it drives Airflow 3's
+# api-server (the /api/v2 REST API, the /execution API its workers call), which 2.11 does not have.
+HARNESS_UNAVAILABLE = (
+    f"the harness drives Airflow 3's api-server (/api/v2, /execution); Airflow {version('apache-airflow')} has none"
+    if AIRFLOW_VERSION < (3, 0)
+    else None
+)
 ADMIN_USER = "admin"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 POSTGRES = ("127.0.0.1", 5432)
@@ -69,6 +76,9 @@ HA_SETTINGS = {
     # A task a dead worker had taken off the queue but not started is queued again after this.
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
+    # A worker's call to the Execution API waits up to 30 s for its answer (5 s by default): a busy
+    # api-server answering late must not fail a task whose retry then finds it already running.
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
 }
 
 
@@ -192,7 +202,11 @@ class LocalAirflow:
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
+            # One api-server worker on every line (Airflow 3.0 defaults to four, 3.1+ to one).
+            "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt"],
+            # Airflow 3.0 signs its tokens with no issuer unless one is set, which PyJWT now refuses.
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "wavespeed-devstack",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             # Parse new DAG files quickly, so a fresh stack can run its first DAG within seconds.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -217,6 +231,9 @@ class LocalAirflow:
         for component in self.components:
             self._spawn(component, env)
         self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer")
+        # The Execution API builds its versioned routes on its first request; that costs seconds of
+        # CPU, which the first task's first call must not pay against its timeout.
+        self._wait_until(self._execution_api_is_up, timeout, "the Airflow Execution API to answer")
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "airflow"]
@@ -405,6 +422,12 @@ class LocalAirflow:
         self._check_components_alive()
         try:
             return requests.get(f"{self.url}/api/v2/version", timeout=5).status_code in (200, 401, 403)
+        except requests.RequestException:
+            return False
+
+    def _execution_api_is_up(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/execution/health", timeout=60).status_code == 200
         except requests.RequestException:
             return False
 

@@ -788,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat; stops at the first failure")
     parser.add_argument("--predictions", type=int, help="override the number of predictions")
+    parser.add_argument("--keep", type=Path, help="keep each run's files (Airflow's logs too) in KEEP/run-<n>")
     args = parser.parse_args(argv)
     scale = SCALES[args.topology, args.short]
     if scale.topology is DISTRIBUTED and (missing := missing_services()):
@@ -796,8 +797,11 @@ def main(argv: list[str] | None = None) -> int:
         scale = Scale(**{**scale.__dict__, "predictions": args.predictions})
     for number in range(1, args.runs + 1):
         print(f"== soak run {number}/{args.runs}: {scale.predictions} predictions, {scale.topology.name}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="wavespeed-soak-") as workdir:
-            report = run_soak(scale, Path(workdir), seed=6 + number)
+        if args.keep:
+            report = run_soak(scale, args.keep / f"run-{number}", seed=6 + number)
+        else:
+            with tempfile.TemporaryDirectory(prefix="wavespeed-soak-") as workdir:
+                report = run_soak(scale, Path(workdir), seed=6 + number)
         print(report.table(), flush=True)
         if report.failures():
             return 1

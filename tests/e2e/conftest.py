@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from devstack.airflow_stack import AIRFLOW_VERSION, LocalAirflow
+from devstack.airflow_stack import HARNESS_UNAVAILABLE, LocalAirflow
 from devstack.clips import make_audio, make_video
 from tests.conftest import EXAMPLE_DAGS
 from tests.emulator_fixtures import fast_emulator_config
@@ -28,10 +28,7 @@ WRONG_KEY_CONNECTION = "wavespeed_wrong_key"
 # Characters that URL- and base64-encoding change, so that the encoded forms searched for differ.
 WRONG_API_KEY = f"wsk-wrong+{secrets.token_hex(8)}/key="
 
-requires_api_server = pytest.mark.skipif(
-    AIRFLOW_VERSION < (3, 1),
-    reason="the harness drives Airflow 3.1+'s api-server; 2.11 has none, and 3.0.2's /auth/token answers 500",
-)
+requires_api_server = pytest.mark.skipif(HARNESS_UNAVAILABLE is not None, reason=HARNESS_UNAVAILABLE or "")
 
 
 @pytest.fixture(scope="package")
