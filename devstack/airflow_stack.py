@@ -215,7 +215,7 @@ class LocalAirflow:
             **self.extra_env,
         }
 
-    def start(self, *, timeout: float = 240.0) -> None:
+    def start(self, *, timeout: float = 480.0) -> None:
         """Create and migrate the database, start every component, and wait until the API answers."""
         env = self.env
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
