@@ -41,6 +41,7 @@ from airflow_provider_wavespeed.resume import SubmittedPredictionRecord, Uncerta
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
     from airflow_provider_wavespeed.models import Prediction
@@ -133,6 +134,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.fail_on_nsfw = fail_on_nsfw
         self.webhook = webhook
         self.request_id: str | None = None
+        self.result: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -189,6 +191,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
         """Resume after the trigger fired: validate its event, then finish like ``execute``."""
         from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
 
+        if isinstance(event, dict) and isinstance(event.get("request_id"), str):
+            self.request_id = event["request_id"]  # known before validating, for a failed prediction's lineage
         prediction = prediction_from_event(event)
         self.request_id = prediction.id
         return self._finish(context, prediction, SubmittedPredictionRecord(context))
@@ -201,6 +205,23 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 self.request_id,
                 self.request_id,
             )
+
+    # -- OpenLineage (the openlineage extra), called by its provider's listener --------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_start
+
+        return lineage_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_complete
+
+        return lineage_on_complete(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_failure
+
+        return lineage_on_failure(self)
 
     def _resume_earlier_prediction(self, record: SubmittedPredictionRecord) -> Prediction | None:
         request_id = record.recall()
@@ -358,6 +379,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
             prediction.id,
             result.get("stored_outputs") or result["outputs"],
         )
+        self.result = result
         return result
 
 
