@@ -36,7 +36,8 @@ _takes = itertools.count()
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # Long predictions: a wait is still in progress when its triggerer dies and another takes it over.
     config = fast_emulator_config(data_dir=tmp_path_factory.mktemp("emulator"), prediction_seconds=(60.0, 60.0))
-    process = WaveSpeedEmulator.spawn(config)
+    # Its start-up waits for its own imports, which take long on a busy machine.
+    process = WaveSpeedEmulator.spawn(config, startup_timeout=120.0)
     yield process
     process.terminate()
 
