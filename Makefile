@@ -59,7 +59,8 @@ typecheck: env
 
 # Regenerate the pinned environments (needs PyPI): the newest patch of every supported Airflow line
 # on Python 3.11, and the newest Airflow on Python 3.12 and 3.13 (requirements/airflow-<line>[-py<x.y>].txt).
-# Airflow 3.0 sets no upper bounds, and later releases of two of its dependencies break it:
+# Airflow 3.0 sets no upper bounds (3.0.6 still declares fastapi>=0.115.0 and universal-pathlib>=0.2.2),
+# and later releases of two of its dependencies break it:
 # universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
 # in-process Execution API fails to import or answers 422).
 lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage --no-header
