@@ -63,7 +63,7 @@ typecheck: env
 # and later releases of two of its dependencies break it:
 # universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
 # in-process Execution API fails to import or answers 422).
-lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage --no-header
+lock: COMPILE = UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage --no-header
 lock: env
 	$(COMPILE) --python-version 3.11 -P apache-airflow==2.11.2 -o requirements/airflow-2.11.txt
 	$(COMPILE) --python-version 3.11 -P apache-airflow==3.0.6 -P 'universal-pathlib<0.3' -P 'fastapi<0.116' -o requirements/airflow-3.0.txt
