@@ -31,7 +31,11 @@ def test_each_submit_is_charged_its_quote_the_rendered_output_s_length_times_the
     emulator_factory: EmulatorFactory, clips: Clips, tmp_path: Path, sync_mode: str
 ):
     api = Api(emulator_factory(price_per_second=RATE, discount_rate=0.1, queue_seconds=0.0, prediction_seconds=(0, 0)))
-    inputs = {"video": api.upload(clips.video_2s), "audio": api.upload(clips.audio_3s), "sync_mode": sync_mode}
+    inputs: dict[str, object] = {
+        "video": api.upload(clips.video_2s),
+        "audio": api.upload(clips.audio_3s),
+        "sync_mode": sync_mode,
+    }
 
     quoted = quote(api, inputs)
     prediction = api.submit_ok(inputs)

@@ -151,7 +151,9 @@ def test_the_catalog_is_fetched_once_and_refreshed_once_for_a_model_it_lacks(wav
     route = requests_mock.get(f"{BASE}/api/v3/models", json=envelope(listed))
     hook = WaveSpeedHook()
 
-    assert hook.get_catalog_model("sync/lipsync-1.9.0-beta").base_price == 0.025
+    model = hook.get_catalog_model("sync/lipsync-1.9.0-beta")
+    assert model is not None
+    assert model.base_price == 0.025
     assert WaveSpeedHook().get_catalog_model("sync/lipsync-1.9.0-beta") is not None
     assert route.call_count == 1, "cached for the process"
     assert hook.get_catalog_model("sync/newer-model") is None
