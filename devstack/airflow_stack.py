@@ -1,8 +1,13 @@
-"""A real Airflow 3 on loopback: api-server, scheduler, triggerer and dag-processor over SQLite.
+"""A real Airflow 3 on loopback, in one of two topologies.
+
+:data:`EMBEDDED` (the default, the demo's): api-server, scheduler, triggerer and dag-processor over
+SQLite, tasks run by the scheduler's LocalExecutor. :data:`DISTRIBUTED` (what production runs):
+the metadata database on PostgreSQL, CeleryExecutor with Redis as broker, two Celery workers and
+two triggerers, each a process of its own with a hostname of its own. See docs/topology.md.
 
 The demo and the end-to-end tests both run the provider in this, not in mocks: the task is
-submitted by a LocalExecutor worker, deferred, completed by the triggerer, and read back through
-Airflow's REST API, exactly as in a deployment.
+submitted by a worker, deferred, completed by a triggerer, and read back through Airflow's REST
+API, exactly as in a deployment.
 """
 
 from __future__ import annotations
@@ -24,10 +29,68 @@ from typing import Any
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
 AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
+# Why the harness cannot run on the installed Airflow (None: it can): it drives Airflow 3's
+# api-server (the /api/v2 REST API, the /execution API its workers call), which 2.11 does not have.
+HARNESS_UNAVAILABLE = (
+    f"the harness drives Airflow 3's api-server (/api/v2, /execution); Airflow {version('apache-airflow')} has none"
+    if AIRFLOW_VERSION < (3, 0)
+    else None
+)
 ADMIN_USER = "admin"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+POSTGRES = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+# What starts each service on this project's machines (they normally run before a session starts).
+START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+START_REDIS = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Which processes run Airflow, and on what database and executor."""
+
+    name: str
+    executor: str
+    database: str
+    """``sqlite`` (a file in AIRFLOW_HOME) or ``postgresql`` (a database of its own per stack)."""
+    triggerers: int
+    celery_workers: int = 0
+    celery_concurrency: int = 3
+
+
+EMBEDDED = Topology("embedded", executor="LocalExecutor", database="sqlite", triggerers=1)
+DISTRIBUTED = Topology("distributed", executor="CeleryExecutor", database="postgresql", triggerers=2, celery_workers=2)
+
+# High-availability settings of the distributed topology, values a production deployment can use
+# (docs/topology.md says why each): a dead triggerer's triggers move to a live one after three missed
+# heartbeats, and a dead worker's running tasks fail into their retries after a minute without one.
+HA_SETTINGS = {
+    "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "5",
+    "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "10",
+    # A task a dead worker had taken off the queue but not started is queued again after this.
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
+    # A worker's call to the Execution API waits up to 30 s for its answer (5 s by default): a busy
+    # api-server answering late must not fail a task whose retry then finds it already running.
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+}
+
+
+def missing_services() -> str | None:
+    """Why the distributed topology cannot start here (PostgreSQL or Redis unreachable), or None."""
+    missing = []
+    for name, address, command in (("PostgreSQL", POSTGRES, START_POSTGRES), ("Redis", REDIS, START_REDIS)):
+        try:
+            socket.create_connection(address, timeout=2).close()
+        except OSError:
+            missing.append(f"{name} is not reachable at {address[0]}:{address[1]}; start it with: {command}")
+    return "; ".join(missing) or None
 
 
 def free_port() -> int:
@@ -45,12 +108,16 @@ class LocalAirflow:
     :param extra_env: more environment for every component (e.g. what the DAGs read).
     :param extra_users: more SimpleAuthManager users besides the admin, name to role (e.g. ``viewer``);
         each gets a generated password, :meth:`password_of`.
+    :param topology: :data:`EMBEDDED` (SQLite, LocalExecutor) or :data:`DISTRIBUTED`.
     """
 
     home: Path
     dags_folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    topology: Topology = EMBEDDED
     port: int = field(default_factory=free_port)
+    run_key: str = field(default_factory=lambda: secrets.token_hex(6))
+    """Names this stack's own PostgreSQL database and Redis keys, so parallel stacks never meet."""
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     extra_users: dict[str, str] = field(default_factory=dict)
     _extra_passwords: dict[str, str] = field(default_factory=dict)
@@ -60,6 +127,46 @@ class LocalAirflow:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def components(self) -> list[str]:
+        """Every process's name: ``triggerer``, or ``triggerer-1``, ``celery-worker-2``, ... when several."""
+        triggerers = (
+            ["triggerer"]
+            if self.topology.triggerers == 1
+            else [f"triggerer-{n}" for n in range(1, self.topology.triggerers + 1)]
+        )
+        workers = [f"celery-worker-{n}" for n in range(1, self.topology.celery_workers + 1)]
+        return ["api-server", "scheduler", "dag-processor", *triggerers, *workers]
+
+    @property
+    def database_url(self) -> str:
+        if self.topology.database == "postgresql":
+            return f"postgresql+psycopg2://postgres@{POSTGRES[0]}:{POSTGRES[1]}/wavespeed_{self.run_key}"
+        return f"sqlite:///{self.home / 'airflow.db'}"
+
+    @property
+    def redis_key_prefix(self) -> str:
+        return f"wavespeed-{self.run_key}:"
+
+    def _topology_env(self) -> dict[str, str]:
+        if self.topology.database == "sqlite":
+            database = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "devstack.sqlite.CONNECT_ARGS"}
+        else:
+            database = {}
+        if self.topology.executor != "CeleryExecutor":
+            return {**database, "AIRFLOW__CORE__EXECUTOR": self.topology.executor}
+        return {
+            **database,
+            **HA_SETTINGS,
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.hostname.component_hostname",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/0",
+            # Every key this stack's broker writes starts with its own prefix (kombu's Redis transport).
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_key_prefix,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.topology.celery_concurrency),
+        }
 
     @property
     def env(self) -> dict[str, str]:
@@ -86,27 +193,30 @@ class LocalAirflow:
             **inherited,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             # Only what is triggered runs: a scheduled example must not start on its own and compete
             # for the SQLite write lock (trigger() unpauses the DAG it triggers).
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "devstack.sqlite.CONNECT_ARGS",
             "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), inherited.get("PYTHONPATH")))),
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet"],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
+            # One api-server worker on every line (Airflow 3.0 defaults to four, 3.1+ to one).
+            "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt"],
+            # Airflow 3.0 signs its tokens with no issuer unless one is set, which PyJWT now refuses.
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "wavespeed-devstack",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             # Parse new DAG files quickly, so a fresh stack can run its first DAG within seconds.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            **self._topology_env(),
             **self.extra_env,
         }
 
@@ -123,14 +233,16 @@ class LocalAirflow:
         login.raise_for_status()
         return str(login.json()["access_token"])
 
-    def start(self, *, timeout: float = 240.0, on_wait: Any = None) -> None:
-        """Migrate the database, start the four components, and wait until the API answers.
+    def start(self, *, timeout: float = 480.0, on_wait: Any = None) -> None:
+        """Create and migrate the database, start every component, and wait until the API answers.
 
         :param on_wait: called about every second while waiting, with what is being waited for
             (e.g. to print a heartbeat).
         """
         env = self.env
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        if self.topology.database == "postgresql":
+            self._postgres(f"CREATE DATABASE wavespeed_{self.run_key}")
         with (self.home / "logs" / "db-migrate.log").open("wb") as log:
             migrate = subprocess.Popen(
                 [sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -150,19 +262,64 @@ class LocalAirflow:
                     migrate.wait()
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed ({migrate.returncode}); its log: {log.name}")
-        for component in COMPONENTS:
+        for component in self.components:
             self._spawn(component, env)
         self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer", on_wait=on_wait)
+        # The Execution API builds its versioned routes on its first request; that costs seconds of
+        # CPU, which the first task's first call must not pay against its timeout.
+        self._wait_until(self._execution_api_is_up, timeout, "the Airflow Execution API to answer", on_wait=on_wait)
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
-        command = [sys.executable, "-m", "airflow", component]
+        command = [sys.executable, "-m", "airflow"]
         if component == "api-server":
-            command += ["--host", "127.0.0.1", "--port", str(self.port)]
+            command += [component, "--host", "127.0.0.1", "--port", str(self.port)]
+        elif component.startswith("celery-worker"):
+            # The log folder is shared, so the API server reads task logs from it; one log server per
+            # machine would be what a deployment runs, and two here would fight over one port.
+            command += ["celery", "worker", "--celery-hostname", f"{component}@127.0.0.1", "--skip-serve-logs"]
+        elif component.startswith("triggerer") and self.topology.triggerers > 1:
+            command += ["triggerer", "--skip-serve-logs"]
+        else:
+            command += [component]
+        # Each process names itself by its component (Airflow's task and triggerer records show it).
+        env = {**env, "WAVESPEED_STACK_HOSTNAME": component}
         # The child keeps its own copy of the descriptor; this process's is closed at once.
         with (self.home / "logs" / f"{component}.log").open("ab") as log:
             self.processes[component] = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def kill(self, component: str) -> None:
+        """SIGKILL one component's whole process group and leave it dead (a machine lost for good)."""
+        process = self.processes.pop(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def _postgres(self, statement: str) -> None:
+        import psycopg2
+
+        connection = psycopg2.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres")
+        try:
+            connection.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            connection.close()
+
+    def _drop_external_state(self) -> None:
+        """Drop this stack's PostgreSQL database and Redis keys (nothing of a run outlives it)."""
+        if self.topology.database == "postgresql":
+            self._postgres(f"DROP DATABASE IF EXISTS wavespeed_{self.run_key} WITH (FORCE)")
+        if self.topology.executor == "CeleryExecutor":
+            import redis
+
+            client = redis.Redis(host=REDIS[0], port=REDIS[1], db=0)
+            try:
+                for key in client.scan_iter(match=f"{self.redis_key_prefix}*", count=500):
+                    client.delete(key)
+            finally:
+                client.close()
 
     def restart(self, component: str, sig: signal.Signals = signal.SIGTERM, *, timeout: float = 30.0) -> int:
         """Stop one component with ``sig`` and start it again; return the new process id.
@@ -185,7 +342,7 @@ class LocalAirflow:
         return self.processes[component].pid
 
     def stop(self) -> None:
-        """Stop every component (and the workers they started); never leaves a process behind."""
+        """Stop every component (and the workers they started); never leaves a process or database behind."""
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -196,7 +353,10 @@ class LocalAirflow:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of its group outlived it
         self.processes.clear()
+        self._drop_external_state()
 
     def __enter__(self) -> LocalAirflow:
         self.start()
@@ -292,6 +452,12 @@ class LocalAirflow:
         self._check_components_alive()
         try:
             return requests.get(f"{self.url}/api/v2/version", timeout=5).status_code in (200, 401, 403)
+        except requests.RequestException:
+            return False
+
+    def _execution_api_is_up(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/execution/health", timeout=60).status_code == 200
         except requests.RequestException:
             return False
 

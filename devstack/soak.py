@@ -1,11 +1,15 @@
-"""The fault-injection soak (issue 6): many lipsync predictions through a real Airflow under faults.
+"""The fault-injection soak: many lipsync predictions through a real Airflow under faults.
 
-A real Airflow 3 (:mod:`devstack.airflow_stack`: api-server, scheduler, triggerer, dag-processor,
-LocalExecutor, SQLite) runs ``tests/soak/dags/wavespeed_soak.py``: one mapped, deferrable
-``LipsyncOperator`` per prediction, against the emulator in its own process injecting faults on
-every API route (10% 5xx, 5% 429 of which half carry Retry-After, 2% dropped connections, 1%
-malformed bodies, 3% slow answers). Meanwhile the triggerer is SIGKILLed and restarted, and one
-task's process is SIGKILLed right after its submit, once its request id is recorded.
+A real Airflow 3 (:mod:`devstack.airflow_stack`, in its distributed topology by default: PostgreSQL,
+CeleryExecutor with two workers, two triggerers; or the embedded one: SQLite, LocalExecutor, one
+triggerer) runs ``tests/soak/dags/wavespeed_soak.py``: one mapped, deferrable ``LipsyncOperator``
+per prediction, against the emulator in its own process injecting faults on every API route (10%
+5xx, 5% 429 of which half carry Retry-After, 2% dropped connections, 1% malformed bodies, 3% slow
+answers). Meanwhile, at evenly spaced milestones, the scale's events strike: a triggerer SIGKILLed
+and restarted, a triggerer SIGKILLed for good (the other must take over its triggers), the
+scheduler restarted. And the scale's strikes: one task's process SIGKILLed right after its submit,
+once its request id is recorded; on Celery, then a whole worker SIGKILLed for good the same way,
+with every task running on it.
 
 On the submit route every fault strikes before the emulator accepts the request
 (``before_accept_routes``): a fault after acceptance is, for any client, indistinguishable from one
@@ -16,10 +20,10 @@ with. Every other route keeps faults after acceptance half the time.
 Each task's inputs are the emulator's own media URLs with a ``?take=<n>`` query of their own, so a
 second submit by any task shows in the emulator's ``duplicate_submits`` counter.
 
-``python -m devstack.soak`` runs the full soak (200 predictions, two triggerer kills);
-``--short`` the version ``make test`` runs; ``--runs 3`` repeats it. It prints a report and exits
-non-zero when a requirement failed. At the end the whole run is cleared and must pay for nothing
-again: no submit, no upload, no output touched.
+``python -m devstack.soak`` runs the full soak (200 predictions); ``--short`` the version
+``make test`` runs; ``--topology embedded`` the SQLite/LocalExecutor one; ``--runs 3`` repeats it.
+It prints a report and exits non-zero when a requirement failed. At the end the whole run is
+cleared and must pay for nothing again: no submit, no upload, no output touched.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -37,16 +40,26 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy
 
 from airflow_provider_wavespeed.emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
 from airflow_provider_wavespeed.emulator.catalog import find_model
 from airflow_provider_wavespeed.emulator.routes import Route
 from airflow_provider_wavespeed.emulator.stats import input_key
-from devstack.airflow_stack import REPO, LocalAirflow
+from devstack.airflow_stack import (
+    DISTRIBUTED,
+    EMBEDDED,
+    HA_SETTINGS,
+    REPO,
+    LocalAirflow,
+    Topology,
+    missing_services,
+)
 from devstack.clips import make_audio, make_video
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
@@ -70,33 +83,80 @@ SOAK_FAULTS = FaultConfig(
 )
 
 
+class Event(Enum):
+    """What strikes the stack at a milestone of the run."""
+
+    TRIGGERER_RESTART = "triggerer SIGKILLed and restarted"
+    TRIGGERER_LOSS = "triggerer SIGKILLed, never restarted"
+    SCHEDULER_RESTART = "scheduler restarted"
+
+
+class Strike(Enum):
+    """What is SIGKILLed right after a task's submit, while the task still runs."""
+
+    TASK_PROCESS = "the task's own process"
+    CELERY_WORKER = "the Celery worker running it, with every task on it, never restarted"
+
+
 @dataclass(frozen=True)
 class Scale:
     predictions: int
-    triggerer_kills: int
+    events: tuple[Event, ...]
+    strikes: tuple[Strike, ...] = (Strike.TASK_PROCESS,)
+    topology: Topology = DISTRIBUTED
     prediction_seconds: tuple[float, float] = (5.0, 15.0)
     parallelism: int = 6
     run_timeout: float = 1800.0
 
 
-FULL = Scale(predictions=200, triggerer_kills=2)
-SHORT = Scale(predictions=12, triggerer_kills=1, run_timeout=600.0)
+DISTRIBUTED_FULL = Scale(
+    predictions=200,
+    events=(
+        Event.TRIGGERER_RESTART,
+        Event.TRIGGERER_LOSS,
+        Event.SCHEDULER_RESTART,
+        Event.TRIGGERER_RESTART,
+    ),
+    strikes=(Strike.TASK_PROCESS, Strike.CELERY_WORKER),
+)
+DISTRIBUTED_SHORT = Scale(
+    predictions=16,
+    events=(Event.TRIGGERER_LOSS, Event.SCHEDULER_RESTART),
+    strikes=(Strike.TASK_PROCESS, Strike.CELERY_WORKER),
+    run_timeout=900.0,
+)
+EMBEDDED_FULL = Scale(predictions=200, events=(Event.TRIGGERER_RESTART, Event.TRIGGERER_RESTART), topology=EMBEDDED)
+EMBEDDED_SHORT = Scale(predictions=12, events=(Event.TRIGGERER_RESTART,), topology=EMBEDDED, run_timeout=600.0)
+SCALES = {
+    ("distributed", False): DISTRIBUTED_FULL,
+    ("distributed", True): DISTRIBUTED_SHORT,
+    ("embedded", False): EMBEDDED_FULL,
+    ("embedded", True): EMBEDDED_SHORT,
+}
 
 
 @dataclass
 class TriggererKill:
     at_seconds: float
+    component: str
+    restarted: bool
     waits: dict[int, float]
-    """trigger id -> end_time of every trigger alive when the triggerer died."""
+    """trigger id -> end_time of every trigger the killed triggerer held."""
     dead_triggerer_id: Any = None
-    resumed: set[int] = field(default_factory=set)
-    """Those the restarted triggerer picked up (or that fired after the restart)."""
+    resumed: dict[int, float] = field(default_factory=dict)
+    """trigger id -> seconds after the kill at which another triggerer held it (or it had fired)."""
     end_time_changed: set[int] = field(default_factory=set)
+
+    @property
+    def pickup_seconds(self) -> float | None:
+        """How long until the last of its triggers was held again."""
+        return max(self.resumed.values()) if self.resumed else None
 
 
 @dataclass
 class WorkerKill:
-    map_index: int
+    strike: Strike
+    map_index: int = -1
     request_id: str | None = None
     killed_pids: list[int] = field(default_factory=list)
     killed_in_try: int = 0
@@ -104,6 +164,12 @@ class WorkerKill:
     resumed_in_log: bool = False
     named_in_killed_log: bool = False
     """The killed try's log names the request id that may still run at WaveSpeed."""
+    component: str | None = None
+    """The Celery worker killed with it (``Strike.CELERY_WORKER``)."""
+    also_running: dict[int, int] = field(default_factory=dict)
+    """map index -> try of every other task that was running on that worker."""
+    detected_after: float | None = None
+    """Seconds from the kill until Airflow stopped counting the task as running."""
 
 
 @dataclass
@@ -121,7 +187,8 @@ class Report:
     faults_after_accept_by_route: dict[str, int] = field(default_factory=dict)
     submit_faults: dict[str, int] = field(default_factory=dict)
     triggerer_kills: list[TriggererKill] = field(default_factory=list)
-    worker_kill: WorkerKill | None = None
+    scheduler_restarts: int = 0
+    worker_kills: list[WorkerKill] = field(default_factory=list)
     outputs: int = 0
     lost_outputs: list[str] = field(default_factory=list)
     partial_outputs: list[str] = field(default_factory=list)
@@ -147,27 +214,32 @@ class Report:
                 f"outputs: {self.outputs} of {n}; lost {self.lost_outputs}, partial {self.partial_outputs}, "
                 f"stray {self.stray_files}"
             )
-        if len(self.triggerer_kills) != self.scale.triggerer_kills:
-            problems.append(f"{len(self.triggerer_kills)} triggerer kills, {self.scale.triggerer_kills} planned")
+        planned_kills = sum(1 for event in self.scale.events if event is not Event.SCHEDULER_RESTART)
+        if len(self.triggerer_kills) != planned_kills:
+            problems.append(f"{len(self.triggerer_kills)} triggerer kills, {planned_kills} planned")
+        if self.scheduler_restarts != self.scale.events.count(Event.SCHEDULER_RESTART):
+            problems.append(f"{self.scheduler_restarts} scheduler restarts, fewer than planned")
         for number, kill in enumerate(self.triggerer_kills, 1):
             if not kill.waits:
                 problems.append(f"triggerer kill {number} found no wait in progress")
-            if set(kill.waits) - kill.resumed:
+            if set(kill.waits) - set(kill.resumed):
                 problems.append(
-                    f"triggerer kill {number}: waits {sorted(set(kill.waits) - kill.resumed)} never resumed"
+                    f"triggerer kill {number}: waits {sorted(set(kill.waits) - set(kill.resumed))} never resumed"
                 )
             if kill.end_time_changed:
                 problems.append(f"triggerer kill {number}: end_time changed for {sorted(kill.end_time_changed)}")
-        worker = self.worker_kill
-        if worker is None or not worker.killed_pids:
-            problems.append("no task process was killed after its submit")
-        elif worker.tries <= worker.killed_in_try or not worker.resumed_in_log:
-            problems.append(
-                f"the task killed in try {worker.killed_in_try} (map index {worker.map_index}) ran "
-                f"{worker.tries} tries, and no later try logged resuming {worker.request_id}"
-            )
-        elif not worker.named_in_killed_log:
-            problems.append(f"the killed try's log does not name {worker.request_id}")
+        if [kill.strike for kill in self.worker_kills if kill.killed_pids] != list(self.scale.strikes):
+            problems.append(f"planned strikes {[s.name for s in self.scale.strikes]}, done {self._strikes_done()}")
+        for worker in self.worker_kills:
+            if not worker.killed_pids:
+                continue
+            if worker.tries <= worker.killed_in_try or not worker.resumed_in_log:
+                problems.append(
+                    f"{worker.strike.value} killed in try {worker.killed_in_try} (map index {worker.map_index}): "
+                    f"{worker.tries} tries, and no later try logged resuming {worker.request_id}"
+                )
+            elif worker.strike is Strike.TASK_PROCESS and not worker.named_in_killed_log:
+                problems.append(f"the killed try's log does not name {worker.request_id}")
         if self.rerun_state != "success" or self.rerun_submits or self.rerun_uploads or self.rerun_outputs_changed:
             problems.append(
                 f"the re-run of the whole run (a clear) ended {self.rerun_state or 'never'} with "
@@ -178,11 +250,14 @@ class Report:
             problems.append("a fault struck a submit after acceptance, which the soak's set-up excludes")
         return problems
 
+    def _strikes_done(self) -> list[str]:
+        return [kill.strike.name for kill in self.worker_kills if kill.killed_pids]
+
     def table(self) -> str:
         n = self.scale.predictions
         kills = self.triggerer_kills
-        worker = self.worker_kill
         rows = [
+            ("topology", self.scale.topology.name),
             ("predictions (mapped tasks)", str(n)),
             ("succeeded", f"{self.succeeded}/{n} (run {self.run_state})"),
             ("tasks that needed a retry", str(self.retried_tasks)),
@@ -191,24 +266,27 @@ class Report:
             ("faults injected", f"{sum(self.faults.values())}: " + _counts(self.faults)),
             ("  on submits (all before accept)", _counts(self.submit_faults) or "none"),
             ("  after accept, by route", _counts(self.faults_after_accept_by_route) or "none"),
-            ("triggerer SIGKILLs + restarts", str(len(kills))),
             (
-                "waits in progress at each kill",
+                "triggerer SIGKILLs",
+                ", ".join(f"{kill.component} ({'restarted' if kill.restarted else 'for good'})" for kill in kills)
+                or "none",
+            ),
+            (
+                "  waits the killed one held",
                 ", ".join(f"{len(kill.waits)} at {kill.at_seconds:.0f} s" for kill in kills) or "none",
             ),
             (
-                "  resumed by the new triggerer",
-                ", ".join(f"{len(kill.resumed & set(kill.waits))}/{len(kill.waits)}" for kill in kills) or "none",
+                "  held again by a live triggerer",
+                ", ".join(
+                    f"{len(set(kill.resumed) & set(kill.waits))}/{len(kill.waits)}"
+                    + (f" within {kill.pickup_seconds:.0f} s" if kill.pickup_seconds is not None else "")
+                    for kill in kills
+                )
+                or "none",
             ),
             ("  end_time changed", str(sum(len(kill.end_time_changed) for kill in kills))),
-            (
-                "task process SIGKILLed after submit",
-                "none"
-                if worker is None or not worker.killed_pids
-                else f"map index {worker.map_index}, try {worker.killed_in_try} ({worker.request_id}): "
-                f"{'a retry resumed it' if worker.resumed_in_log else 'NOT resumed'}, {worker.tries} tries, "
-                f"killed try's log {'names' if worker.named_in_killed_log else 'does NOT name'} it",
-            ),
+            ("scheduler restarts", str(self.scheduler_restarts)),
+            *((f"SIGKILL of {worker.strike.value}", _worker_kill_line(worker)) for worker in self.worker_kills),
             ("outputs at output_path", f"{self.outputs}/{n}"),
             (
                 "lost / partial outputs, stray files",
@@ -228,6 +306,22 @@ class Report:
         return "\n".join(lines)
 
 
+def _worker_kill_line(worker: WorkerKill) -> str:
+    if not worker.killed_pids:
+        return "not done"
+    line = (
+        f"map index {worker.map_index}, try {worker.killed_in_try} ({worker.request_id}): "
+        f"{'a retry resumed it' if worker.resumed_in_log else 'NOT resumed'}, {worker.tries} tries"
+    )
+    if worker.strike is Strike.TASK_PROCESS:
+        return line + f", killed try's log {'names' if worker.named_in_killed_log else 'does NOT name'} it"
+    detected = f"{worker.detected_after:.0f} s" if worker.detected_after is not None else "never"
+    return (
+        f"{worker.component}, {len(worker.also_running)} more tasks on it; {line}; "
+        f"Airflow failed it into a retry after {detected}"
+    )
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()) if count)
 
@@ -236,29 +330,46 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 class MetadataReader:
-    """Read-only queries on the stack's SQLite database (the REST API pages mapped tasks by 50)."""
+    """Read-only queries on the stack's metadata database (the REST API pages mapped tasks by 50)."""
 
-    def __init__(self, airflow: LocalAirflow) -> None:
-        self._path = airflow.home / "airflow.db"
+    def __init__(self, airflow: LocalAirflow, dag_id: str = DAG_ID, task_id: str = TASK_ID) -> None:
+        self._dag_id, self._task_id = dag_id, task_id
+        url = airflow.database_url
+        if url.startswith("sqlite:///"):
+            # Read-only, so that a reader never holds the write lock the components wait for.
+            url = f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+            self._engine = sqlalchemy.create_engine(url, connect_args={"timeout": 30}, poolclass=sqlalchemy.NullPool)
+        else:
+            self._engine = sqlalchemy.create_engine(url, pool_size=2, pool_pre_ping=True)
         fernet_key = json.loads((airflow.home / "stack-secrets.json").read_text())["fernet"]
         from cryptography.fernet import Fernet
 
         self._fernet = Fernet(fernet_key.encode())
 
-    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=30)) as db:
-            return db.execute(sql, args).fetchall()
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _query(self, sql: str, **params: Any) -> list[Any]:
+        with self._engine.connect() as connection:
+            return list(connection.execute(sqlalchemy.text(sql), params).fetchall())
 
     def task_instances(self, run_id: str) -> dict[int, dict[str, Any]]:
         rows = self._query(
-            "SELECT map_index, id, state, try_number, trigger_id FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
-            DAG_ID,
-            run_id,
-            TASK_ID,
+            "SELECT map_index, id, state, try_number, trigger_id, hostname FROM task_instance "
+            "WHERE dag_id = :dag_id AND run_id = :run_id AND task_id = :task_id",
+            dag_id=self._dag_id,
+            run_id=run_id,
+            task_id=self._task_id,
         )
         return {
-            row[0]: {"id": row[1], "state": row[2], "try_number": row[3], "trigger_id": row[4]}
+            row[0]: {
+                # SQLite keeps the id without dashes, PostgreSQL as a UUID.
+                "id": str(uuid.UUID(str(row[1]))),
+                "state": row[2],
+                "try_number": row[3],
+                "trigger_id": row[4],
+                "hostname": row[5],
+            }
             for row in rows
             if row[0] >= 0
         }
@@ -267,12 +378,12 @@ class MetadataReader:
         """Whether the task pushed its ``request_id``: the submit answered and the id is recorded."""
         return bool(
             self._query(
-                "SELECT 1 FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? "
-                "AND key = 'request_id'",
-                DAG_ID,
-                run_id,
-                TASK_ID,
-                map_index,
+                "SELECT 1 FROM xcom WHERE dag_id = :dag_id AND run_id = :run_id AND task_id = :task_id "
+                "AND map_index = :map_index AND key = 'request_id'",
+                dag_id=self._dag_id,
+                run_id=run_id,
+                task_id=self._task_id,
+                map_index=map_index,
             )
         )
 
@@ -284,6 +395,11 @@ class MetadataReader:
             kwargs = json.loads(plain)
             triggers[trigger_id] = {"triggerer_id": triggerer_id, "end_time": _end_time(kwargs)}
         return triggers
+
+    def triggerer_hostnames(self) -> dict[int, str]:
+        """Triggerer job id -> hostname (in the distributed topology, the component's name)."""
+        rows = self._query("SELECT id, hostname FROM job WHERE job_type = 'TriggererJob'")
+        return {row[0]: row[1] for row in rows}
 
 
 def _end_time(serialized: Any) -> float | None:
@@ -301,17 +417,19 @@ def _end_time(serialized: Any) -> float | None:
     return None
 
 
-# -- killing one task's process after its submit ----------------------------------------------------
+# -- killing a task right after its submit ----------------------------------------------------------
 
 
 def task_process_pids(ti_id: str) -> list[int]:
-    """The processes of a task instance below its LocalExecutor worker (the task, its children).
+    """The processes running a task instance's own code (never the worker that supervises it).
 
-    A worker titles itself ``airflow worker -- LocalExecutor: <ti id>`` while it runs the workload
-    and forks the task's own process, which inherits the title; the worker (supervisor) is the one
-    whose parent does not carry it.
+    The task's process titles itself ``airflow worker -- <ti id>``. A LocalExecutor worker titles
+    itself ``airflow worker -- LocalExecutor: <ti id>`` while it supervises the workload, and the
+    task's process it forks inherits that title until it sets its own: the supervisor is the one
+    whose parent does not carry the id. Under Celery the supervisor is a pool process titled by
+    Celery, so every process carrying the id is the task's.
     """
-    titled = {}
+    titled: dict[int, tuple[str, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -320,55 +438,73 @@ def task_process_pids(ti_id: str) -> list[int]:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if "LocalExecutor:" in title and ti_id in title:
-            titled[int(entry.name)] = parent
-    return [pid for pid, parent in titled.items() if parent in titled]
+        if title.startswith("airflow worker --") and ti_id in title:
+            titled[int(entry.name)] = (title, parent)
+    return [pid for pid, (title, parent) in titled.items() if parent in titled or "LocalExecutor:" not in title]
 
 
 class WorkerKiller(threading.Thread):
-    """SIGKILLs a task's own process right after its submit, before it deferred.
+    """Strikes, one after the other, tasks right after their submit, before they deferred.
 
-    The moment the task's ``request_id`` XCom appears, the process is frozen (SIGSTOP) and the task
-    instance's state read: still ``running``, it is killed; already ``deferred`` (the window is a
-    few hundred milliseconds), it is let go and the next candidate, one that has not started yet,
+    The moment a candidate's ``request_id`` XCom appears, its processes (for
+    ``Strike.CELERY_WORKER``, the whole worker running it) are frozen (SIGSTOP) and the task
+    instance's state read: still ``running``, they are killed; already ``deferred`` (the window is a
+    few hundred milliseconds), they are let go and the next candidate, one that has not started yet,
     is watched instead.
     """
 
-    def __init__(self, emulator: Any, reader: MetadataReader, run_id: str, candidates: list[tuple[int, str]]) -> None:
+    def __init__(
+        self,
+        airflow: LocalAirflow,
+        emulator: Any,
+        reader: MetadataReader,
+        run_id: str,
+        candidates: list[tuple[int, str]],
+        strikes: tuple[Strike, ...],
+    ) -> None:
         super().__init__(name="soak-worker-killer", daemon=True)
-        self._emulator, self._reader, self._run_id, self._candidates = emulator, reader, run_id, candidates
-        self.kill = WorkerKill(map_index=-1)
+        self._airflow, self._emulator, self._reader, self._run_id = airflow, emulator, reader, run_id
+        self._candidates, self._strikes = candidates, strikes
+        self.kills: list[WorkerKill] = []
         self.misses: list[str] = []
         self.stop = threading.Event()
+        self._killed_at = 0.0
 
     def run(self) -> None:
-        for map_index, key in self._candidates:
-            try:
-                if self.stop.is_set() or self._watch(map_index, key):
-                    return
-            # A busy database or a vanished process moves on to the next candidate; the report names it.
-            except Exception as error:  # noqa: BLE001
-                self.misses.append(f"{map_index}: {error!r}")
+        candidates = iter(self._candidates)
+        for strike in self._strikes:
+            kill = WorkerKill(strike=strike)
+            self.kills.append(kill)
+            for map_index, key in candidates:
+                try:
+                    if self.stop.is_set() or self._watch(kill, map_index, key):
+                        break
+                # A busy database or a vanished process moves on to the next candidate; the report names it.
+                except Exception as error:  # noqa: BLE001
+                    self.misses.append(f"{map_index}: {error!r}")
+            if kill.killed_pids and strike is Strike.CELERY_WORKER:
+                self._wait_for_detection(kill)
 
-    def _watch(self, map_index: int, key: str) -> bool:
+    def _watch(self, kill: WorkerKill, map_index: int, key: str) -> bool:
         """True when it killed ``map_index`` (or was stopped); False to move to the next candidate."""
-        ti_id = None
-        while not self.stop.is_set() and ti_id is None:
+        instance: dict[str, Any] = {}
+        while not self.stop.is_set() and not instance.get("id"):
             if key in self._emulator.stats()["submits_by_input"]:
                 self.misses.append(f"{map_index}: submitted before its process was seen")
                 return False
-            found = self._reader.task_instances(self._run_id).get(map_index, {}).get("id")
-            ti_id = str(uuid.UUID(str(found))) if found else None  # SQLite keeps it without dashes
+            instance = self._reader.task_instances(self._run_id).get(map_index, {})
             time.sleep(0.2)
         pids: list[int] = []
         while not self.stop.is_set():
             if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
-                pids = task_process_pids(str(ti_id))
+                pids = self._targets(kill.strike, map_index, str(instance["id"]))
             # Not the emulator's submit counter: a kill between the submit's acceptance and the record
-            # of its id leaves only the in-flight record, whose retry fails loudly rather than resume
+            # of its id leaves only the in-flight record, whose retry reconciles rather than resume
             # (see airflow_provider_wavespeed.resume); this soak checks the resuming kind.
             if not self._reader.has_request_id(self._run_id, map_index):
-                time.sleep(0.005)
+                # Looking for the processes reads all of /proc: while they have not started (a task
+                # takes seconds to start), look less often, or this thread starves the rest.
+                time.sleep(0.005 if pids else 0.1)
                 continue
             if not pids:
                 self.misses.append(f"{map_index}: its process had ended when the submit was seen")
@@ -376,21 +512,62 @@ class WorkerKiller(threading.Thread):
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
-            instance = self._reader.task_instances(self._run_id)[map_index]
+            instances = self._reader.task_instances(self._run_id)
+            instance = instances[map_index]
             if instance["state"] != "running":
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGCONT)
                 self.misses.append(f"{map_index}: already {instance['state']} when frozen")
                 return False
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    self.kill.killed_pids.append(pid)
-            self.kill.map_index = map_index
-            self.kill.killed_in_try = int(instance["try_number"])
+            if kill.strike is Strike.CELERY_WORKER:
+                kill.component = str(instance["hostname"])
+                kill.also_running = {
+                    index: int(ti["try_number"])
+                    for index, ti in instances.items()
+                    if ti["hostname"] == kill.component and ti["state"] == "running" and index != map_index
+                }
+                self._airflow.kill(kill.component)
+                kill.killed_pids = pids
+            else:
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        kill.killed_pids.append(pid)
+            kill.map_index = map_index
+            kill.killed_in_try = int(instance["try_number"])
+            kill.detected_after = None
+            self._killed_at = time.monotonic()
             return True
         return True
+
+    def _targets(self, strike: Strike, map_index: int, ti_id: str) -> list[int]:
+        if strike is Strike.TASK_PROCESS:
+            return task_process_pids(ti_id)
+        # The worker's whole process group: Celery's main process, its pool, the task's supervisor.
+        hostname = self._reader.task_instances(self._run_id)[map_index]["hostname"]
+        process = self._airflow.processes.get(str(hostname))
+        if process is None:
+            return []
+        return [
+            int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _pgid(entry) == process.pid
+        ]
+
+    def _wait_for_detection(self, kill: WorkerKill) -> None:
+        """Time how long Airflow takes to stop counting the dead worker's task as running."""
+        while not self.stop.is_set():
+            instance = self._reader.task_instances(self._run_id)[kill.map_index]
+            if instance["state"] != "running" or int(instance["try_number"]) > kill.killed_in_try:
+                kill.detected_after = time.monotonic() - self._killed_at
+                return
+            time.sleep(1.0)
+
+
+def _pgid(entry: Path) -> int | None:
+    try:
+        return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -418,10 +595,13 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
         airflow = LocalAirflow(
             home=workdir / "airflow-home",
             dags_folder=DAGS,
+            topology=scale.topology,
             extra_env={
                 "WAVESPEED_SOAK_OUTPUT": f"{output}/",
                 "AIRFLOW__CORE__PARALLELISM": str(scale.parallelism),
-                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": HA_SETTINGS[
+                    "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"
+                ],
             },
         )
         try:
@@ -441,16 +621,17 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             run_id = airflow.trigger(DAG_ID, conf={"pairs": pairs})
             # In the order they start, from a third in: on a miss, the next one's submit is still to come.
             candidates = [(n, keys[n]) for n in range(scale.predictions // 3, scale.predictions)]
-            killer = WorkerKiller(emulator, reader, run_id, candidates)
+            killer = WorkerKiller(airflow, emulator, reader, run_id, candidates, scale.strikes)
             killer.start()
             report.run_state = _drive(airflow, reader, run_id, scale, report, started)
             killer.stop.set()
             killer.join()
             report.wall_seconds = time.monotonic() - started
-            report.worker_kill = killer.kill
-            print(f"  worker-kill candidates missed before the hit: {killer.misses[:10]}", flush=True)
+            report.worker_kills = killer.kills
+            print(f"  worker-kill candidates missed before the hits: {killer.misses[:10]}", flush=True)
             _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
             _rerun(airflow, emulator, run_id, scale, report, output)
+            reader.close()
         finally:
             airflow.stop()
     return report
@@ -472,8 +653,9 @@ def _upload(emulator: Any, path: Path) -> str:
 def _drive(
     airflow: LocalAirflow, reader: MetadataReader, run_id: str, scale: Scale, report: Report, started: float
 ) -> str:
-    """Wait for the run to end, killing and restarting the triggerer as it passes its milestones."""
-    kills_due = [scale.predictions * (k + 1) // (scale.triggerer_kills + 1) for k in range(scale.triggerer_kills)]
+    """Wait for the run to end, striking the stack with the scale's events as it passes its milestones."""
+    n_events = len(scale.events)
+    due = [(scale.predictions * (k + 1) // (n_events + 1), event) for k, event in enumerate(scale.events)]
     deadline = started + scale.run_timeout
     while time.monotonic() < deadline:
         state = airflow.run_state(DAG_ID, run_id)
@@ -481,30 +663,73 @@ def _drive(
         triggers = reader.triggers()
         done = sum(1 for ti in instances.values() if ti["state"] == "success")
         for kill in report.triggerer_kills:
-            for trigger_id in kill.waits:
+            since = time.monotonic() - started - kill.at_seconds
+            for trigger_id in set(kill.waits) - set(kill.resumed):
                 if trigger_id not in triggers:
-                    kill.resumed.add(trigger_id)  # fired, so the new triggerer ran it to the end
+                    kill.resumed[trigger_id] = since  # fired, so a live triggerer ran it to the end
                 elif triggers[trigger_id]["triggerer_id"] not in (None, kill.dead_triggerer_id):
-                    kill.resumed.add(trigger_id)
+                    kill.resumed[trigger_id] = since
                     if triggers[trigger_id]["end_time"] != kill.waits[trigger_id]:
                         kill.end_time_changed.add(trigger_id)
         if state in ("success", "failed"):
             return state
         deferred = [ti["trigger_id"] for ti in instances.values() if ti["state"] == "deferred" and ti["trigger_id"]]
-        if kills_due and done + len(deferred) >= kills_due[0] and len(deferred) >= min(3, scale.predictions // 4):
-            kills_due.pop(0)
-            alive = {trigger_id: triggers[trigger_id] for trigger_id in deferred if trigger_id in triggers}
-            holders = Counter(row["triggerer_id"] for row in alive.values()).most_common(1)
-            kill = TriggererKill(
-                at_seconds=time.monotonic() - started,
-                waits={trigger_id: row["end_time"] for trigger_id, row in alive.items()},
-                dead_triggerer_id=holders[0][0] if holders else None,
-            )
-            airflow.restart("triggerer", signal.SIGKILL)
-            report.triggerer_kills.append(kill)
-            print(f"  triggerer SIGKILLed at {kill.at_seconds:.0f} s with {len(kill.waits)} waits", flush=True)
+        if due and done + len(deferred) >= due[0][0]:
+            event = due[0][1]
+            if event is Event.SCHEDULER_RESTART:
+                due.pop(0)
+                airflow.restart("scheduler")
+                report.scheduler_restarts += 1
+                print(f"  scheduler restarted at {time.monotonic() - started:.0f} s", flush=True)
+            elif len(deferred) >= min(3, scale.predictions // 4):
+                struck = _kill_triggerer(airflow, reader, triggers, deferred, event is Event.TRIGGERER_RESTART)
+                if struck is not None:
+                    due.pop(0)
+                    struck.at_seconds = time.monotonic() - started
+                    report.triggerer_kills.append(struck)
+                    print(
+                        f"  {struck.component} SIGKILLed at {struck.at_seconds:.0f} s holding {len(struck.waits)} waits"
+                        f" ({'restarted' if struck.restarted else 'for good'})",
+                        flush=True,
+                    )
         time.sleep(1.0)
     return "timeout"
+
+
+def _kill_triggerer(
+    airflow: LocalAirflow,
+    reader: MetadataReader,
+    triggers: dict[int, dict[str, Any]],
+    deferred: list[int],
+    restart: bool,
+) -> TriggererKill | None:
+    """SIGKILL the live triggerer holding the most waits (and start it again when ``restart``)."""
+    alive = {trigger_id: triggers[trigger_id] for trigger_id in deferred if trigger_id in triggers}
+    hostnames = reader.triggerer_hostnames()
+    live = [name for name in airflow.components if name.startswith("triggerer") and name in airflow.processes]
+    holders = Counter(
+        row["triggerer_id"]
+        for row in alive.values()
+        if row["triggerer_id"] is not None and (len(live) == 1 or hostnames.get(row["triggerer_id"]) in live)
+    ).most_common(1)
+    if not holders:
+        return None
+    holder = holders[0][0]
+    component = live[0] if len(live) == 1 else hostnames[holder]
+    if not restart and len(live) == 1:
+        raise RuntimeError(f"the soak would kill {component}, the last triggerer, for good")
+    kill = TriggererKill(
+        at_seconds=0.0,
+        component=component,
+        restarted=restart,
+        waits={trigger_id: row["end_time"] for trigger_id, row in alive.items() if row["triggerer_id"] == holder},
+        dead_triggerer_id=holder,
+    )
+    if restart:
+        airflow.restart(component, signal.SIGKILL)
+    else:
+        airflow.kill(component)
+    return kill
 
 
 def _collect(
@@ -527,26 +752,9 @@ def _collect(
     report.faults = stats["faults"]
     report.faults_after_accept_by_route = stats["faults_after_accept_by_route"]
     report.submit_faults = stats["faults_by_route"].get(Route.SUBMIT.value, {})
-    kill = report.worker_kill
-    if kill is not None:
-        ti = instances.get(kill.map_index, {})
-        kill.tries = int(ti.get("try_number") or 0)
-        with contextlib.suppress(RuntimeError):
-            kill.request_id = airflow.api(
-                "GET",
-                f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/request_id",
-                params={"map_index": kill.map_index},
-            )["value"]
-        if kill.request_id and kill.killed_in_try:
-            killed_log = airflow.task_log(
-                DAG_ID, run_id, TASK_ID, try_number=kill.killed_in_try, map_index=kill.map_index
-            )
-            kill.named_in_killed_log = f"Submitted WaveSpeed prediction {kill.request_id}" in killed_log
-            kill.resumed_in_log = any(
-                f"Resuming WaveSpeed prediction {kill.request_id}"
-                in airflow.task_log(DAG_ID, run_id, TASK_ID, try_number=try_number, map_index=kill.map_index)
-                for try_number in range(kill.killed_in_try + 1, kill.tries + 1)
-            )
+    for kill in report.worker_kills:
+        if kill.killed_pids:
+            _check_resumed(airflow, instances, run_id, kill)
     expected = {
         prediction_id: next((emulator_data / "media" / "outputs" / prediction_id).glob("*"), None)
         for prediction_id, prediction in stats["predictions"].items()
@@ -587,19 +795,54 @@ def _rerun(airflow: LocalAirflow, emulator: Any, run_id: str, scale: Scale, repo
     )
 
 
+def _check_resumed(airflow: LocalAirflow, instances: dict[int, dict[str, Any]], run_id: str, kill: WorkerKill) -> None:
+    """Whether a later try of the killed task logged resuming its prediction (and the killed one named it)."""
+    kill.tries = int(instances.get(kill.map_index, {}).get("try_number") or 0)
+    with contextlib.suppress(RuntimeError):
+        kill.request_id = airflow.api(
+            "GET",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/request_id",
+            params={"map_index": kill.map_index},
+        )["value"]
+    if not (kill.request_id and kill.killed_in_try):
+        return
+    # A SIGKILLed worker's try may have no log the API can serve: its log lived with the worker.
+    with contextlib.suppress(RuntimeError):
+        killed_log = airflow.task_log(DAG_ID, run_id, TASK_ID, try_number=kill.killed_in_try, map_index=kill.map_index)
+        kill.named_in_killed_log = f"Submitted WaveSpeed prediction {kill.request_id}" in killed_log
+    kill.resumed_in_log = any(
+        f"Resuming WaveSpeed prediction {kill.request_id}"
+        in airflow.task_log(DAG_ID, run_id, TASK_ID, try_number=try_number, map_index=kill.map_index)
+        for try_number in range(kill.killed_in_try + 1, kill.tries + 1)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="the short version make test runs")
+    parser.add_argument(
+        "--topology",
+        choices=("distributed", "embedded"),
+        default="distributed",
+        help="distributed: PostgreSQL, Celery, two triggerers (needs PostgreSQL and Redis on 127.0.0.1); "
+        "embedded: SQLite, LocalExecutor, one triggerer",
+    )
     parser.add_argument("--runs", type=int, default=1, help="repeat; stops at the first failure")
     parser.add_argument("--predictions", type=int, help="override the number of predictions")
+    parser.add_argument("--keep", type=Path, help="keep each run's files (Airflow's logs too) in KEEP/run-<n>")
     args = parser.parse_args(argv)
-    scale = SHORT if args.short else FULL
+    scale = SCALES[args.topology, args.short]
+    if scale.topology is DISTRIBUTED and (missing := missing_services()):
+        parser.error(missing)
     if args.predictions:
         scale = Scale(**{**scale.__dict__, "predictions": args.predictions})
     for number in range(1, args.runs + 1):
-        print(f"== soak run {number}/{args.runs}: {scale.predictions} predictions", flush=True)
-        with tempfile.TemporaryDirectory(prefix="wavespeed-soak-") as workdir:
-            report = run_soak(scale, Path(workdir), seed=6 + number)
+        print(f"== soak run {number}/{args.runs}: {scale.predictions} predictions, {scale.topology.name}", flush=True)
+        if args.keep:
+            report = run_soak(scale, args.keep / f"run-{number}", seed=6 + number)
+        else:
+            with tempfile.TemporaryDirectory(prefix="wavespeed-soak-") as workdir:
+                report = run_soak(scale, Path(workdir), seed=6 + number)
         print(report.table(), flush=True)
         if report.failures():
             return 1

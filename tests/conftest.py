@@ -31,6 +31,17 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests of the distributed topology skip, saying what to start, where PostgreSQL or Redis is down."""
+    if item.get_closest_marker("distributed") is not None:
+        from devstack.airflow_stack import missing_services
+
+        missing = missing_services()
+        if missing:
+            pytest.skip(missing)
+
+
 TEST_API_KEY = "wsk-test-0123456789abcdef"
 
 

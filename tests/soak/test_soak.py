@@ -1,7 +1,10 @@
 """The short fault-injection soak, in a real Airflow: what `make soak` runs at full scale.
 
-12 mapped lipsync predictions under injected faults on every API route, one triggerer SIGKILL and
-restart, and one task process SIGKILLed right after its submit (see :mod:`devstack.soak`).
+In each topology, mapped lipsync predictions under injected faults on every API route, with the
+topology's kills (see :mod:`devstack.soak`): embedded, one triggerer SIGKILL and restart and one
+task process SIGKILLed right after its submit; distributed, besides that task process, one of two
+triggerers SIGKILLed for good, a Celery worker SIGKILLed for good right after a submit of a task
+it runs, and the scheduler restarted.
 """
 
 from __future__ import annotations
@@ -10,21 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from devstack.airflow_stack import AIRFLOW_VERSION
-from devstack.soak import SHORT, run_soak
+from devstack.airflow_stack import HARNESS_UNAVAILABLE
+from devstack.soak import DISTRIBUTED_SHORT, EMBEDDED_SHORT, Scale, run_soak
 
 pytestmark = [
     pytest.mark.soak,
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        AIRFLOW_VERSION < (3, 1),
-        reason="the harness drives Airflow 3.1+'s api-server; 2.11 has none, and 3.0.2's /auth/token answers 500",
-    ),
+    pytest.mark.skipif(HARNESS_UNAVAILABLE is not None, reason=HARNESS_UNAVAILABLE or ""),
 ]
 
 
-def test_short_soak_every_prediction_succeeds_once_with_its_output_despite_faults_and_kills(tmp_path: Path):
-    report = run_soak(SHORT, tmp_path)
+@pytest.mark.parametrize(
+    "scale",
+    [
+        pytest.param(EMBEDDED_SHORT, id="embedded"),
+        pytest.param(DISTRIBUTED_SHORT, id="distributed", marks=pytest.mark.distributed),
+    ],
+)
+def test_short_soak_every_prediction_succeeds_once_with_its_output_despite_faults_and_kills(
+    scale: Scale, tmp_path: Path
+):
+    report = run_soak(scale, tmp_path)
 
     print(report.table())
     assert not report.failures(), report.table()
