@@ -6,6 +6,7 @@ trigger are imported when a task runs.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -19,10 +20,12 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionOutputError,
     WaveSpeedAPIError,
     WaveSpeedConnectionError,
+    WaveSpeedCostError,
+    WaveSpeedInputSchemaError,
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
 )
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import StoredOutputLink, WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.media import (
     check_readable_file,
     check_storage_file,
@@ -53,17 +56,23 @@ from airflow_provider_wavespeed.xcoms import dag_task_ids, pull_from_every_task_
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_provider_wavespeed.content import MediaContent
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-    from airflow_provider_wavespeed.models import Prediction
+    from airflow_provider_wavespeed.models import ModelPrice, Prediction
+
+PRICE_XCOM_KEY = "price"
+"""The XCom a task pushes just before it submits: the quote it is about to pay."""
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 """How the model reconciles a video and an audio of different lengths (see the README)."""
 
 DEFAULT_TIMEOUT = timedelta(hours=2)
+# A mapped lipsync is labelled in the UI with what it dubs (``interview.fr``), not a bare index.
+DEFAULT_MAP_INDEX_TEMPLATE = "{{ task.media_label }}"
 # The framework's defer timeout sits this far past the trigger's own deadline, so the trigger's
 # clean timeout event (which names the prediction) arrives before a generic framework timeout.
 _DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
@@ -81,8 +90,15 @@ class WaveSpeedRunModelOperator(BaseOperator):
     :mod:`airflow_provider_wavespeed.resume`). Waiting is deferrable (recommended: no worker slot
     is held while the model runs) or polls on the worker.
 
+    Before it pays, it checks the inputs against the model's ``request_schema`` in WaveSpeed's
+    catalog and, once the media are uploaded, asks WaveSpeed for the price
+    (``POST /api/v3/model/price``), logs it and pushes it to XCom (``price``); ``max_price`` and
+    ``min_balance_after`` stop it there (see docs/cost.md).
+
     Returns (through XCom) a small dict: ``request_id``, ``model``, ``status``, ``outputs`` (URLs),
-    ``stored_outputs`` (with ``output_path``), ``has_nsfw_contents``, ``inference_ms``.
+    ``stored_outputs`` (with ``output_path``), ``has_nsfw_contents``, ``inference_ms``, and the
+    cost: ``price`` (the discounted price WaveSpeed charges), ``list_price`` and ``currency``
+    (None when the task resumed a prediction an earlier try had quoted and logged).
 
     :param model: the model path, e.g. ``sync/lipsync-1.9.0-beta``. Templated.
     :param inputs: the model's inputs. Templated.
@@ -108,11 +124,18 @@ class WaveSpeedRunModelOperator(BaseOperator):
         pay for a new one) or ``fail`` (refuse, before anything is paid for).
     :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
     :param webhook: an https URL WaveSpeed POSTs the result to when the prediction ends. Templated.
+    :param max_price: the most one prediction may cost (in the quote's currency, USD); a higher
+        quote fails the task before anything is submitted.
+    :param min_balance_after: read the balance before submitting and fail unless it stays at least
+        this much after paying the quote (None: no balance read; WaveSpeed itself refuses a submit
+        the balance cannot cover).
+    :param allow_unlisted_model: submit a model that WaveSpeed's catalog does not list (one newer
+        than the catalog), without the input check. By default such a model fails before paying.
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
     template_fields_renderers = {"inputs": "json"}
-    operator_extra_links = (WaveSpeedOutputLink(),)
+    operator_extra_links = (StoredOutputLink(), WaveSpeedOutputLink())
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -131,9 +154,17 @@ class WaveSpeedRunModelOperator(BaseOperator):
         fail_on_nsfw: bool = False,
         webhook: str | None = None,
         if_output_exists: IfOutputExists = "skip_if_same_inputs",
+        max_price: float | None = None,
+        min_balance_after: float | None = None,
+        allow_unlisted_model: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for name, amount in (("max_price", max_price), ("min_balance_after", min_balance_after)):
+            if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))):
+                raise ValueError(f"{name}={amount!r} must be an amount in USD (a number) or None")
+        if max_price is not None and max_price < 0:
+            raise ValueError(f"max_price={max_price!r} must not be negative")
         check_poll_intervals(poll_interval, max_poll_interval)
         check_if_output_exists(if_output_exists)
         timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
@@ -154,9 +185,17 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.fail_on_nsfw = fail_on_nsfw
         self.webhook = webhook
         self.if_output_exists: IfOutputExists = if_output_exists
+        self.max_price = max_price
+        self.min_balance_after = min_balance_after
+        self.allow_unlisted_model = allow_unlisted_model
         self.request_id: str | None = None
+        self.result: dict[str, Any] | None = None
+        self.quote: ModelPrice | None = None
         self._media_contents: dict[str, MediaContent] = {}
         self._inputs: InputsDescription | None = None
+        # What the extra links show, set on the worker once the prediction's outputs are known.
+        self.wavespeed_output: str | None = None
+        self.stored_output: str | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> OperatorPartial:
@@ -207,14 +246,14 @@ class WaveSpeedRunModelOperator(BaseOperator):
             prediction = self._submit(inputs, record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
-        context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
         if not self.wait_for_completion:
             record.forget()
-            return prediction.summary()
+            return {**prediction.summary(), **self._price_fields(_quote_dict(self.quote))}
         if not prediction.is_terminal:
             prediction = self.hook.get_prediction(prediction.id)
+        quote = _quote_dict(self.quote)
         if prediction.is_terminal:
-            return self._finish(context, prediction, record)
+            return self._finish(context, prediction, record, quote)
         if self.deferrable:
             self._defer(prediction)
         completed = self.hook.wait_for_prediction(
@@ -223,15 +262,17 @@ class WaveSpeedRunModelOperator(BaseOperator):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
         )
-        return self._finish(context, completed, record)
+        return self._finish(context, completed, record, quote)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: validate its event, then finish like ``execute``."""
         from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
 
+        if isinstance(event, dict) and isinstance(event.get("request_id"), str):
+            self.request_id = event["request_id"]  # known before validating, for a failed prediction's lineage
         prediction = prediction_from_event(event)
         self.request_id = prediction.id
-        return self._finish(context, prediction, SubmittedPredictionRecord(context))
+        return self._finish(context, prediction, SubmittedPredictionRecord(context), _pulled_quote(context))
 
     def on_kill(self) -> None:
         if self.request_id:
@@ -241,6 +282,23 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 self.request_id,
                 self.request_id,
             )
+
+    # -- OpenLineage (the openlineage extra), called by its provider's listener --------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_start
+
+        return lineage_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_complete
+
+        return lineage_on_complete(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_failure
+
+        return lineage_on_failure(self)
 
     def _resume_earlier_prediction(self, record: SubmittedPredictionRecord) -> Prediction | None:
         request_id = record.recall()
@@ -287,8 +345,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
         """Finish with an output stored earlier from the same inputs: nothing uploaded, submitted or downloaded."""
         self.request_id = stored.get("request_id")
         context["ti"].xcom_push(key="request_id", value=self.request_id)
-        if stored.get("outputs"):
-            context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=stored["outputs"][0])
+        self.wavespeed_output = first(stored.get("outputs")) or None
+        self.stored_output = first(stored.get("stored_outputs")) or None
         record.forget()
         return stored
 
@@ -316,10 +374,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         uncertain = record.recall_uncertain()
         if uncertain is not None:
             self._reconcile_uncertain_submit(uncertain, record, context)
+        self._check_against_catalog(inputs)
         if self._media_contents:
             cache = UploadCache(self.hook.base_url)
             for field, content in self._media_contents.items():
                 inputs[field] = upload_once(self.hook, inputs[field], content, cache)
+        self.quote = self._quote_within_limits(inputs)
+        context["ti"].xcom_push(key=PRICE_XCOM_KEY, value=_quote_dict(self.quote))
 
         # Written just before the request goes out, and replaced by the request id once it is answered:
         # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
@@ -338,6 +399,67 @@ class WaveSpeedRunModelOperator(BaseOperator):
             raise
         record.remember(prediction.id)
         return prediction
+
+    def _check_against_catalog(self, inputs: dict[str, Any]) -> None:
+        """Fail before anything is uploaded or paid if the catalog lacks the model or its schema refuses the inputs."""
+        from airflow_provider_wavespeed.schema import check_inputs
+
+        entry = self.hook.get_catalog_model(self.model)
+        if entry is None:
+            if self.allow_unlisted_model:
+                self.log.warning(
+                    "WaveSpeed's catalog does not list model '%s'; submitting it unchecked (allow_unlisted_model).",
+                    self.model,
+                )
+                return
+            raise WaveSpeedInputSchemaError(
+                f"WaveSpeed's model catalog (GET /api/v3/models) does not list model '{self.model}'; nothing was "
+                "uploaded or paid for. Check the model path ('owner/model' as on wavespeed.ai/models), or, for a "
+                "model newer than the catalog, set allow_unlisted_model=True to submit it without the input check.",
+                model=self.model,
+                field="model",
+            )
+        check_inputs(entry, inputs, media_inputs=self.media_inputs)
+
+    def _quote_within_limits(self, inputs: dict[str, Any]) -> ModelPrice:
+        """Quote the final inputs, log the quote, and raise :class:`WaveSpeedCostError` above a limit."""
+        quote = self.hook.get_price(self.model, inputs)
+        self.log.info(
+            "WaveSpeed quotes %s for this prediction of '%s' (%s)",
+            quote.describe(),
+            self.model,
+            self.cost_basis(inputs),
+        )
+        if self.max_price is not None and quote.charged > self.max_price:
+            raise WaveSpeedCostError(
+                f"WaveSpeed quotes {quote.describe()} for this prediction of '{self.model}', above "
+                f"max_price={self.max_price:g}; nothing was submitted or paid for. What the price follows: "
+                f"{self.cost_basis(inputs)}. Raise max_price, or use shorter or cheaper inputs.",
+                price=quote.charged,
+                currency=quote.currency,
+            )
+        if self.min_balance_after is not None:
+            balance = self.hook.get_balance()
+            if balance - quote.charged < self.min_balance_after:
+                raise WaveSpeedCostError(
+                    f"The WaveSpeed balance is {balance:.4f} USD; paying the quote of {quote.describe()} for this "
+                    f"prediction of '{self.model}' would leave {balance - quote.charged:.4f}, below "
+                    f"min_balance_after={self.min_balance_after:g}; nothing was submitted or paid for. Top up the "
+                    "account at wavespeed.ai, or lower min_balance_after.",
+                    price=quote.charged,
+                    currency=quote.currency,
+                )
+        return quote
+
+    def cost_basis(self, inputs: Mapping[str, Any]) -> str:
+        """What the price of these inputs follows, for the quote's log line and the cap's error."""
+        return "inputs " + ", ".join(f"{name}={value!r}" for name, value in inputs.items())
+
+    @staticmethod
+    def _price_fields(quote: dict[str, Any] | None) -> dict[str, Any]:
+        if quote is None:
+            return {"price": None, "list_price": None, "currency": None}
+        return {"price": quote["discounted_price"], "list_price": quote["price"], "currency": quote["currency"]}
 
     def _reconcile_uncertain_submit(
         self, uncertain: UncertainSubmit, record: SubmittedPredictionRecord, context: Context
@@ -403,7 +525,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
             timeout=timedelta(seconds=self.timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
         )
 
-    def _finish(self, context: Context, prediction: Prediction, record: SubmittedPredictionRecord) -> dict[str, Any]:
+    def _finish(
+        self,
+        context: Context,
+        prediction: Prediction,
+        record: SubmittedPredictionRecord,
+        quote: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         """Turn a terminal prediction into the task's result: raise its failure, or keep its outputs."""
         prediction.raise_for_failure()
         try:
@@ -413,20 +541,33 @@ class WaveSpeedRunModelOperator(BaseOperator):
             # then never succeed: forgotten, the retry submits anew, as the error says it does.
             record.forget()
             raise
-        result = prediction.summary()
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        result = {**prediction.summary(), **self._price_fields(quote)}
+        self.wavespeed_output = prediction.outputs[0]
         plan = plan_output(self.output_path)
         if plan is not None:
             claim_output_file(context, plan, dag_task_ids(context, self), paid=prediction.id)
             result["stored_outputs"] = store_outputs(
                 self.hook, plan, prediction, self._inputs_description(context), result, context
             )
+            self.stored_output = str(result["stored_outputs"][0])
         record.forget()
         self.log.info(
             "WaveSpeed prediction %s completed: %s",
             prediction.id,
             result.get("stored_outputs") or result["outputs"],
         )
+        self.result = result
+        if quote is None:
+            self.log.info(
+                "WaveSpeed prediction %s was submitted by an earlier try, which logged its price", prediction.id
+            )
+        else:
+            self.log.info(
+                "WaveSpeed prediction %s cost %.4f %s (quoted before the submit)",
+                prediction.id,
+                quote["discounted_price"],
+                quote["currency"],
+            )
         return result
 
 
@@ -461,18 +602,83 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
         audio: Any,
         sync_mode: str = "cut_off",
         model: str = LIPSYNC_MODEL,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, inputs={}, media_inputs=("video", "audio"), **kwargs)
+        super().__init__(
+            model=model,
+            inputs={},
+            media_inputs=("video", "audio"),
+            map_index_template=map_index_template,
+            **kwargs,
+        )
         if not _is_templated(sync_mode):
             _check_sync_mode(sync_mode)
         self.video = video
         self.audio = audio
         self.sync_mode = sync_mode
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``partial()`` with this class's label template: Airflow 2's ignores ``__init__``'s defaults."""
+        kwargs.setdefault("map_index_template", DEFAULT_MAP_INDEX_TEMPLATE)
+        return super().partial(**kwargs)
+
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
         return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+    def cost_basis(self, inputs: Mapping[str, Any]) -> str:
+        return (
+            f"lipsync is priced by the output's length (inferred), and sync_mode={inputs.get('sync_mode')!r} makes the "
+            f"output {_OUTPUT_LENGTH[str(inputs.get('sync_mode'))]}: video={inputs.get('video')!r}, "
+            f"audio={inputs.get('audio')!r}"
+        )
+
+    @property
+    def media_label(self) -> str:
+        """What this task lip-syncs, for the UI: ``interview.fr`` for ``interview.mp4`` + ``interview.fr.wav``.
+
+        A dub named after its video keeps its own name; any other pair reads ``<video>+<audio>``.
+        """
+        video, audio = _media_name(self.video), _media_name(self.audio)
+        return audio if audio.startswith(f"{video}.") else f"{video}+{audio}"
+
+
+_OUTPUT_LENGTH = {
+    "cut_off": "as long as the shorter of the video and the audio",
+    "loop": "as long as the audio",
+    "bounce": "as long as the audio",
+    "remap": "as long as the audio",
+    "silence": "as long as the longer of the video and the audio",
+}
+
+
+def _quote_dict(quote: ModelPrice | None) -> dict[str, Any] | None:
+    """The quote as plain data, for XCom and the deferral's kwargs."""
+    if quote is None:
+        return None
+    return {
+        "model": quote.model,
+        "price": quote.price,
+        "discounted_price": quote.discounted_price,
+        "discount_rate": quote.discount_rate,
+        "currency": quote.currency,
+    }
+
+
+def _pulled_quote(context: Context) -> dict[str, Any] | None:
+    """The quote this try pushed before it submitted: Airflow keeps a task's XComs over a deferral."""
+    ti = context["ti"]
+    pulled = ti.xcom_pull(task_ids=ti.task_id, key=PRICE_XCOM_KEY, map_indexes=ti.map_index)
+    return pulled if isinstance(pulled, dict) and {"discounted_price", "price", "currency"} <= pulled.keys() else None
+
+
+def _media_name(media: Any) -> str:
+    """A media file's name without its extension: ``interview.fr`` for ``s3://b/in/interview.fr.wav``."""
+    text = path_text(media)
+    name = os.path.basename(urlsplit(text).path if text is not None else str(getattr(media, "path", media)))
+    return os.path.splitext(name)[0] or str(media)
 
 
 def _check_sync_mode(sync_mode: Any) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.outputs import (
     IfOutputExists,
     InputsDescription,
@@ -84,6 +84,7 @@ class PredictionSensor(BaseSensorOperator):
         self.fail_on_nsfw = fail_on_nsfw
         self.output_path = output_path
         self.if_output_exists: IfOutputExists = if_output_exists
+        self.wavespeed_output: str | None = None  # what the extra link shows, set on the worker
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -105,8 +106,7 @@ class PredictionSensor(BaseSensorOperator):
             claim_output_file(context, plan, dag_task_ids(context, self))
             stored = reusable_result(plan, self._inputs(), self.if_output_exists, context)
             if stored:
-                if stored.get("outputs"):
-                    context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=stored["outputs"][0])
+                self.wavespeed_output = first(stored.get("outputs")) or None
                 return stored
         if not self.deferrable:
             return super().execute(context)
@@ -141,7 +141,7 @@ class PredictionSensor(BaseSensorOperator):
 
     def _result(self, context: Context, prediction: Prediction) -> dict[str, Any]:
         prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
+        self.wavespeed_output = prediction.outputs[0]
         result = prediction.summary()
         plan = plan_output(self.output_path)
         if plan is not None:
