@@ -88,7 +88,11 @@ def test_example_dubbing_pipeline_dubs_the_folder_its_params_name(
     )
 
     assert str(dag_run.state) == "success"
-    assert sorted(path.name for path in (mine / "dubbed" / "batch-7").iterdir()) == ["manifest.json", "promo.es.mp4"]
+    assert sorted(path.name for path in (mine / "dubbed" / "batch-7").iterdir()) == [
+        "manifest.json",
+        "promo.es.mp4",
+        "promo.es.mp4.wavespeed.json",
+    ]
     assert not (media / "dubbed").exists()
 
 
