@@ -241,3 +241,14 @@ def test_large_uploads_stream_to_disk_without_growing_the_emulator_memory() -> N
         assert served_digest(api, multipart.json()["data"]["download_url"]) == multipart_digest.hexdigest()
         assert served_digest(api, str(ticket["download_url"])) == put_digest.hexdigest()
         assert growth < 48 * MIB, f"peak RSS grew by {growth / MIB:.0f} MiB for {file_mib} MiB uploads"
+
+
+def test_expired_uploads_are_no_longer_served_as_after_seven_days(api: Api) -> None:
+    response = api.post("/api/v3/media/upload/binary", files={"file": ("clip.mp4", b"\x00" * 1000)})
+    url = response.json()["data"]["download_url"]
+    assert requests.head(url, timeout=10).status_code == 200
+
+    expired = requests.post(f"{api.base_url}/_emulator/uploads/expire", timeout=10)
+
+    assert expired.json() == {"expired": 1}
+    assert requests.head(url, timeout=10).status_code == 404

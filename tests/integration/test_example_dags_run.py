@@ -48,10 +48,11 @@ def test_example_dubbing_pipeline_dubs_every_language_and_writes_a_manifest(
 ):
     incoming = media / "incoming" / "2026-11-20"
     incoming.mkdir(parents=True)
-    for name in ("talk.mp4", "keynote.mp4"):
-        make_video(incoming / name, 1)
-    for name in ("talk.fr.wav", "talk.de.wav", "keynote.ja.wav"):
-        make_audio(incoming / name, 1)
+    # Each clip of its own length: files of equal content are uploaded once and give equal inputs.
+    for tenths, name in enumerate(("talk.mp4", "keynote.mp4")):
+        make_video(incoming / name, 1 + tenths / 10)
+    for tenths, name in enumerate(("talk.fr.wav", "talk.de.wav", "keynote.ja.wav")):
+        make_audio(incoming / name, 1 + tenths / 10)
 
     dag_run = run_example("example_dubbing_pipeline", logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
 
@@ -87,7 +88,11 @@ def test_example_dubbing_pipeline_dubs_the_folder_its_params_name(
     )
 
     assert str(dag_run.state) == "success"
-    assert sorted(path.name for path in (mine / "dubbed" / "batch-7").iterdir()) == ["manifest.json", "promo.es.mp4"]
+    assert sorted(path.name for path in (mine / "dubbed" / "batch-7").iterdir()) == [
+        "manifest.json",
+        "promo.es.mp4",
+        "promo.es.mp4.wavespeed.json",
+    ]
     assert not (media / "dubbed").exists()
 
 

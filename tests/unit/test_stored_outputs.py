@@ -200,7 +200,12 @@ def test_a_cached_upload_no_longer_served_is_uploaded_again(hook, variables, req
     cache.remember(VIDEO, "https://cdn.test/u/talk.mp4")
     requests_mock.head("https://cdn.test/u/talk.mp4", **answer)
     uploaded: list[Any] = []
-    monkeypatch.setattr(hook, "upload", lambda source: uploaded.append(source) or "https://cdn.test/u/new.mp4")
+
+    def upload(source: Any) -> str:
+        uploaded.append(source)
+        return "https://cdn.test/u/new.mp4"
+
+    monkeypatch.setattr(hook, "upload", upload)
 
     assert upload_once(hook, "/media/talk.mp4", VIDEO, cache) == "https://cdn.test/u/new.mp4"
     assert uploaded == ["/media/talk.mp4"]
