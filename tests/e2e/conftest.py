@@ -74,6 +74,7 @@ def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "WAVESPEED_EXAMPLE_MEDIA": str(media),
             "WAVESPEED_EXAMPLE_STORAGE": f"file://{media}",
+            "WAVESPEED_OUTAGE_OUTPUT": f"{media}/outage-outputs/",
             "WAVESPEED_API_KEY": emulator.api_key,
             "WAVESPEED_BASE_URL": emulator.base_url,
         },

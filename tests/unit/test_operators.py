@@ -209,7 +209,10 @@ def test_non_deferrable_waits_on_the_worker_and_returns_a_small_result(hook):
 
     result = lipsync(deferrable=False, timeout=300).execute(context)
 
-    hook.wait_for_prediction.assert_called_once_with("req-1", timeout=300.0, poll_interval=5.0, max_poll_interval=60.0)
+    hook.wait_for_prediction.assert_called_once_with(
+        "req-1", timeout=300.0, poll_interval=5.0, max_poll_interval=60.0, next_step=mock.ANY
+    )
+    assert "resumes that prediction without paying again" in hook.wait_for_prediction.call_args.kwargs["next_step"]
     assert result == {
         "request_id": "req-1",
         "model": "sync/lipsync-1.9.0-beta",
