@@ -13,6 +13,10 @@ before, and the provider then fails loudly rather than risk paying twice (tested
 ``tests/integration/test_retries_resume.py``), which "every prediction succeeds" cannot coexist
 with. Every other route keeps faults after acceptance half the time.
 
+Meanwhile a full API outage (every request 503, three minutes in the full soak) strikes while a
+second DAG's lipsync tasks with ``retries=0`` wait, and the main run's tasks with it
+(:mod:`devstack.soak_outage`).
+
 Each task's inputs are the emulator's own media URLs with a ``?take=<n>`` query of their own, so a
 second submit by any task shows in the emulator's ``duplicate_submits`` counter.
 
@@ -47,6 +51,7 @@ from airflow_provider_wavespeed.emulator.routes import Route
 from airflow_provider_wavespeed.emulator.stats import input_key
 from devstack.airflow_stack import REPO, LocalAirflow
 from devstack.clips import make_audio, make_video
+from devstack.soak_outage import OUTPUT_ENV, OutagePhase, OutagePhasePlan
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 DAG_ID = "wavespeed_soak"
@@ -69,6 +74,9 @@ SOAK_FAULTS = FaultConfig(
 )
 
 
+FULL_OUTAGE = OutagePhasePlan(predictions=20, seconds=180.0)
+
+
 @dataclass(frozen=True)
 class Scale:
     predictions: int
@@ -76,10 +84,11 @@ class Scale:
     prediction_seconds: tuple[float, float] = (5.0, 15.0)
     parallelism: int = 6
     run_timeout: float = 1800.0
+    outage: OutagePhasePlan = FULL_OUTAGE
 
 
 FULL = Scale(predictions=200, triggerer_kills=2)
-SHORT = Scale(predictions=12, triggerer_kills=1, run_timeout=600.0)
+SHORT = Scale(predictions=12, triggerer_kills=1, run_timeout=900.0, outage=OutagePhasePlan(predictions=4, seconds=30.0))
 
 
 @dataclass
@@ -125,11 +134,13 @@ class Report:
     lost_outputs: list[str] = field(default_factory=list)
     partial_outputs: list[str] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
+    outage_problems: list[str] = field(default_factory=list)
+    outage_rows: list[tuple[str, str]] = field(default_factory=list)
 
     def failures(self) -> list[str]:
-        """Every requirement of issue 6 that this run did not meet."""
+        """Every requirement of issue 6 (and of the outage phase) that this run did not meet."""
         n = self.scale.predictions
-        problems = []
+        problems = list(self.outage_problems)
         if self.run_state != "success" or self.succeeded != n:
             problems.append(f"{self.succeeded}/{n} predictions succeeded (run {self.run_state}): {self.states}")
         if self.duplicate_submits or self.submits != n or self.predictions_created != n:
@@ -203,6 +214,7 @@ class Report:
                 "lost / partial outputs, stray files",
                 f"{len(self.lost_outputs)} / {len(self.partial_outputs)}, {len(self.stray_files)}",
             ),
+            *self.outage_rows,
             ("wall time", f"{self.wall_seconds / 60:.1f} min"),
         ]
         width = max(len(name) for name, _ in rows)
@@ -383,6 +395,7 @@ class WorkerKiller(threading.Thread):
 def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
     report = Report(scale=scale)
     media, output, emulator_data = workdir / "media", workdir / "output", workdir / "emulator"
+    outage_output = workdir / "outage-output"
     output.mkdir(parents=True)
     make_video(media / "face.mp4", 1.0, width=160, height=120, fps=10)
     make_audio(media / "voice.wav", 1.0)
@@ -404,6 +417,7 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             dags_folder=DAGS,
             extra_env={
                 "WAVESPEED_SOAK_OUTPUT": f"{output}/",
+                OUTPUT_ENV: f"{outage_output}/",
                 "AIRFLOW__CORE__PARALLELISM": str(scale.parallelism),
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
             },
@@ -423,6 +437,8 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             reader = MetadataReader(airflow)
             started = time.monotonic()
             run_id = airflow.trigger(DAG_ID, conf={"pairs": pairs})
+            outage = OutagePhase(airflow, emulator, scale.outage, (video_url, audio_url))
+            outage.start()
             # In the order they start, from a third in: on a miss, the next one's submit is still to come.
             candidates = [(n, keys[n]) for n in range(scale.predictions // 3, scale.predictions)]
             killer = WorkerKiller(emulator, reader, run_id, candidates)
@@ -430,10 +446,17 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             report.run_state = _drive(airflow, reader, run_id, scale, report, started)
             killer.stop.set()
             killer.join()
+            outage.join(timeout=scale.outage.seconds + 1200.0)
             report.wall_seconds = time.monotonic() - started
             report.worker_kill = killer.kill
             print(f"  worker-kill candidates missed before the hit: {killer.misses[:10]}", flush=True)
             _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
+            stats = emulator.stats()
+            report.outage_problems, report.outage_rows = outage.failures(stats, outage_output), outage.rows()
+            # The main run's figures are its own: the outage DAG's predictions are counted by the phase.
+            outage_ids = set((outage.result.request_ids.get("lipsync", {}) if outage.result else {}).values())
+            report.submits -= outage.submits(stats)
+            report.predictions_created -= len(outage_ids & set(stats["predictions"]))
         finally:
             airflow.stop()
     return report

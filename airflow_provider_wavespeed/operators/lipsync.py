@@ -305,6 +305,18 @@ class WaveSpeedRunModelOperator(BaseOperator):
                     record.forget_uncertain()
                 raise
             except WaveSpeedSubmissionUncertainError as error:
+                if self.uncertain_submit == "fail":
+                    raise WaveSpeedSubmissionUncertainError(
+                        f"Submitting to WaveSpeed model '{error.model}' at {error.submitted_at} may have created a "
+                        f"paid prediction: the request was sent but its answer was lost ({error.__cause__ or error}). "
+                        "With "
+                        "uncertain_submit='fail' it is never sent again blindly: retrying or clearing "
+                        "this task first looks in WaveSpeed's history and submits again only if that submit "
+                        f"provably created nothing. To submit a new prediction regardless (paid): "
+                        f"{record.how_to_forget()}. To never stop here, set uncertain_submit='resubmit'.",
+                        model=error.model,
+                        submitted_at=error.submitted_at,
+                    ) from error
                 if resubmits == 0:
                     raise
                 resubmits -= 1

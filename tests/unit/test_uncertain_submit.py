@@ -366,3 +366,17 @@ def test_a_retry_resumes_its_prediction_even_if_an_input_is_gone(hook, tmp_path)
 
     assert result["request_id"] == "req-1"
     hook.submit.assert_not_called()
+
+
+def test_a_lost_answer_fails_the_try_with_the_one_step_that_lets_it_pay_again(hook):
+    store = StateStore()
+    hook.submit.side_effect = submitting(lost_answer())
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError) as failure:
+        lipsync().execute(make_context(store))
+
+    message = str(failure.value)
+    assert "retrying or clearing this task first looks in WaveSpeed's history" in message
+    assert "curl -X DELETE" in message and "state-store/wavespeed_uncertain_submit?map_index=-1" in message
+    assert "PredictionSensor" not in message
+    assert failure.value.model == UNCERTAIN.model and failure.value.submitted_at == SUBMITTED_AT
