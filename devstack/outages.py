@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from devstack.airflow_stack import LocalAirflow
 
@@ -82,22 +83,39 @@ def run_through_outage(
     report.run_id = airflow.trigger(dag_id, conf=dict(conf))
     _wait_until_all_wait(airflow, dag_id, report.run_id, expected, submitted_timeout)
     report.outage = emulator.begin_outage(OutagePlan(mode, seconds))
-    report.run_state = airflow.wait_for_run(dag_id, report.run_id, timeout=run_timeout or seconds + 600.0)
+    report.run_state = _wait_for_run(airflow, dag_id, report.run_id, run_timeout or seconds + 900.0)
     _collect(airflow, emulator, dag_id, report, expected)
     return report
 
 
+# SQLite under a busy Airflow sometimes answers an API read with 500 ("database is locked").
+_API_ATTEMPTS = 10
+
+
+def _retried(read: Callable[[], Any]) -> Any:
+    """A read of Airflow's REST API, tried again while its database is busy."""
+    for _ in range(_API_ATTEMPTS - 1):
+        try:
+            return read()
+        except RuntimeError:
+            time.sleep(2.0)
+    return read()
+
+
+def _read(airflow: LocalAirflow, path: str, **params: Any) -> Any:
+    return _retried(lambda: airflow.api("GET", path, params=params))
+
+
 def _task_instances(airflow: LocalAirflow, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    return list(
-        airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})["task_instances"]
-    )
+    return list(_read(airflow, f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"])
 
 
 def _submitted(airflow: LocalAirflow, dag_id: str, run_id: str) -> set[tuple[str, int]]:
-    entries = airflow.api(
-        "GET",
+    entries = _read(
+        airflow,
         f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
-        params={"xcom_key": "request_id", "limit": 1000},
+        xcom_key="request_id",
+        limit=1000,
     )["xcom_entries"]
     return {(str(entry["task_id"]), int(entry["map_index"])) for entry in entries}
 
@@ -121,6 +139,16 @@ def _wait_until_all_wait(
         time.sleep(1.0)
 
 
+def _wait_for_run(airflow: LocalAirflow, dag_id: str, run_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = str(_read(airflow, f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+        if state in ("success", "failed"):
+            return state
+        time.sleep(2.0)
+    return "timeout"
+
+
 def _collect(airflow: LocalAirflow, emulator: Any, dag_id: str, report: OutageRun, expected: Mapping[str, int]) -> None:
     for ti in _task_instances(airflow, dag_id, report.run_id):
         task_id, index = str(ti["task_id"]), int(ti["map_index"])
@@ -128,13 +156,13 @@ def _collect(airflow: LocalAirflow, emulator: Any, dag_id: str, report: OutageRu
             continue
         report.states.setdefault(task_id, {})[index] = str(ti["state"])
         report.tries.setdefault(task_id, {})[index] = int(ti["try_number"])
-        entry = airflow.api(
-            "GET",
+        entry = _read(
+            airflow,
             f"/dags/{dag_id}/dagRuns/{report.run_id}/taskInstances/{task_id}/xcomEntries/request_id",
-            params={"map_index": index},
+            map_index=index,
         )
         report.request_ids.setdefault(task_id, {})[index] = str(entry["value"])
-        log = airflow.task_log(dag_id, report.run_id, task_id, try_number=1, map_index=index)
+        log = _retried(partial(airflow.task_log, dag_id, report.run_id, task_id, try_number=1, map_index=index))
         report.failed_checks_logged += "Status check of WaveSpeed prediction" in log
     predictions = emulator.stats()["predictions"]
     ends_at = float(report.outage["ends_at"])

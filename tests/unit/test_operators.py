@@ -14,8 +14,11 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionWaitTimeoutError,
+    WaveSpeedAuthError,
+    WaveSpeedConnectionError,
     WaveSpeedError,
     WaveSpeedNotFoundError,
+    WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.models import Prediction
 from airflow_provider_wavespeed.operators.lipsync import (
@@ -480,3 +483,23 @@ def test_template_fields_cover_what_users_template():
     assert set(LipsyncOperator.template_fields) >= {"video", "audio", "sync_mode", "model", "output_path"}
     assert "inputs" in WaveSpeedRunModelOperator.template_fields
     assert "request_id" in PredictionSensor.template_fields
+
+
+@pytest.mark.parametrize(
+    "transient",
+    [
+        WaveSpeedUnavailableError("down", http_status=503),
+        WaveSpeedConnectionError("refused", request_sent=False),
+    ],
+)
+def test_a_poking_sensor_counts_a_transient_failure_as_not_done_yet(sensor_hook, transient):
+    sensor_hook.get_prediction.side_effect = transient
+
+    assert PredictionSensor(task_id="wait", request_id="req-1").poke(make_context()) is False
+
+
+def test_a_poking_sensor_fails_at_once_on_a_rejected_key(sensor_hook):
+    sensor_hook.get_prediction.side_effect = WaveSpeedAuthError("rejected", http_status=401)
+
+    with pytest.raises(WaveSpeedAuthError):
+        PredictionSensor(task_id="wait", request_id="req-1").poke(make_context())

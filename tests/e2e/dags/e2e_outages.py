@@ -33,12 +33,12 @@ with DAG(
     catchup=False,
     max_active_tasks=100,
 ):
-
-    @task
+    # Only the lipsync tasks must get by without a retry; these may meet a busy machine's hiccup.
+    @task(retries=3)
     def deferred_pairs(**context: Any) -> list[dict[str, str]]:
         return list(context["dag_run"].conf["deferred"])
 
-    @task
+    @task(retries=3)
     def on_worker_pairs(**context: Any) -> list[dict[str, str]]:
         return list(context["dag_run"].conf["on_worker"])
 
