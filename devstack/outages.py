@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import requests
+
 from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ def run_through_outage(
     *,
     mode: OutageMode,
     seconds: float,
-    submitted_timeout: float = 300.0,
+    submitted_timeout: float = 900.0,
     run_timeout: float | None = None,
 ) -> OutageRun:
     """Trigger ``dag_id``, take WaveSpeed down once every task has submitted, and wait for the run's end.
@@ -88,7 +90,7 @@ def run_through_outage(
     return report
 
 
-# SQLite under a busy Airflow sometimes answers an API read with 500 ("database is locked").
+# SQLite under a busy Airflow sometimes answers an API read with 500 ("database is locked"), or late.
 _API_ATTEMPTS = 10
 
 
@@ -97,7 +99,7 @@ def _retried(read: Callable[[], Any]) -> Any:
     for _ in range(_API_ATTEMPTS - 1):
         try:
             return read()
-        except RuntimeError:
+        except (RuntimeError, requests.RequestException):
             time.sleep(2.0)
     return read()
 
@@ -127,13 +129,17 @@ def _wait_until_all_wait(
     deadline = time.monotonic() + timeout
     wanted = {(task_id, index) for task_id, count in expected.items() for index in range(count)}
     while True:
+        instances = _task_instances(airflow, dag_id, run_id)
         waiting = {
-            (str(ti["task_id"]), int(ti["map_index"]))
-            for ti in _task_instances(airflow, dag_id, run_id)
-            if ti["state"] in ("deferred", "running")
+            (str(ti["task_id"]), int(ti["map_index"])) for ti in instances if ti["state"] in ("deferred", "running")
         }
         if wanted <= waiting and wanted <= _submitted(airflow, dag_id, run_id):
             return
+        failed = {
+            (str(ti["task_id"]), ti["map_index"]) for ti in instances if ti["state"] in ("failed", "upstream_failed")
+        }
+        if failed:
+            raise RuntimeError(f"tasks of {dag_id} failed before the outage began: {sorted(failed)}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"not every task of {dag_id} submitted within {timeout:.0f} s: waiting {waiting}")
         time.sleep(1.0)

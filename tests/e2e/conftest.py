@@ -75,6 +75,8 @@ def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory
             "WAVESPEED_EXAMPLE_MEDIA": str(media),
             "WAVESPEED_EXAMPLE_STORAGE": f"file://{media}",
             "WAVESPEED_OUTAGE_OUTPUT": f"{media}/outage-outputs/",
+            # A two-core machine starting many tasks at once parses DAG files slowly.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
             "WAVESPEED_API_KEY": emulator.api_key,
             "WAVESPEED_BASE_URL": emulator.base_url,
         },
