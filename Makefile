@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_LINE ?= 3.3
 
-.PHONY: env demo bench soak test test-matrix lint typecheck lock
+.PHONY: env demo bench soak test test-matrix lint typecheck lock docs
 
 env:
 	AIRFLOW_LINE=$(AIRFLOW_LINE) VENV=$(VENV) scripts/bootstrap
@@ -49,8 +49,13 @@ typecheck: env
 # Airflow 3.0 sets no upper bounds, and later releases of two of its dependencies break it:
 # universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
 # in-process Execution API fails to import or answers 422).
-lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --no-header
+lock: COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage -p 3.11 --no-header
 lock: env
 	$(COMPILE) -P apache-airflow==2.11.2 -o requirements/airflow-2.11.txt
 	$(COMPILE) -P apache-airflow==3.0.2 -P 'universal-pathlib<0.3' -P 'fastapi<0.116' -o requirements/airflow-3.0.txt
 	$(COMPILE) -P apache-airflow==3.3.2 -o requirements/airflow-3.3.txt
+
+# The docs site, warnings as errors (-n: every reference must resolve); -E rereads every page, so a
+# warning is never hidden by an earlier build. Open docs/_build/html/index.html.
+docs: env
+	$(VENV)/bin/sphinx-build -q -E -W -n --keep-going -b html docs docs/_build/html

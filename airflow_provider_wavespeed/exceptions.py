@@ -66,6 +66,42 @@ class WaveSpeedUnavailableError(WaveSpeedServerError):
     """
 
 
+class WaveSpeedInsufficientBalanceError(WaveSpeedAPIError):
+    """WaveSpeed refused the request because the account's balance cannot pay for it. Never retried.
+
+    WaveSpeed does not document this answer: which answers count as it is inferred (see
+    :func:`airflow_provider_wavespeed.models.says_insufficient_balance`). A refusal created no
+    prediction, so it is never an uncertain submit.
+    """
+
+
+class WaveSpeedCostError(WaveSpeedError):
+    """A prediction was not submitted because of what it would cost: over ``max_price``, over a
+    budget, or more than the balance can pay while keeping ``min_balance_after``.
+
+    :param price: the quote (the discounted price WaveSpeed would charge).
+    :param currency: the quote's currency.
+    """
+
+    def __init__(self, summary: str, *, price: float, currency: str) -> None:
+        self.price = price
+        self.currency = currency
+        super().__init__(summary)
+
+
+class WaveSpeedInputSchemaError(WaveSpeedError, ValueError):
+    """The inputs do not match the model's ``request_schema`` in WaveSpeed's catalog; nothing was paid.
+
+    :param model: the model path.
+    :param field: the input at fault.
+    """
+
+    def __init__(self, summary: str, *, model: str, field: str) -> None:
+        self.model = model
+        self.field = field
+        super().__init__(summary)
+
+
 class WaveSpeedMalformedResponseError(WaveSpeedError):
     """A response that is not the documented envelope: HTML, truncated JSON, a missing ``data.id``.
 

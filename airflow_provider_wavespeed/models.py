@@ -22,6 +22,7 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionOutputError,
     WaveSpeedAPIError,
     WaveSpeedAuthError,
+    WaveSpeedInsufficientBalanceError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
@@ -41,6 +42,15 @@ _MALFORMED_HINT = "The answer is not what WaveSpeed documents (damaged on the wa
 # and other digits that int() refuses), at most 18 (int() refuses over 4,300; no WaveSpeed integer
 # comes near 18).
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}")
+# Inferred: WaveSpeed documents no answer for a submit the balance cannot cover. HTTP 402 (Payment
+# Required) is what other inference APIs send (sync.so among them); otherwise any refusal whose
+# message says the balance or credit is short counts, whatever its status.
+_INSUFFICIENT_BALANCE_STATUS = 402
+_INSUFFICIENT_BALANCE_MESSAGE = re.compile(
+    r"insufficient[\s_-]*(balance|funds|credits?)|not[\s_-]+enough[\s_-]+(balance|funds|credits?)"
+    r"|(balance|credits?)[\s_-]+(is[\s_-]+)?(too[\s_-]+low|not[\s_-]+enough|insufficient)|top[\s_-]?up",
+    re.IGNORECASE,
+)
 
 
 class PredictionStatus(StrEnum):
@@ -250,6 +260,14 @@ def _api_error(
         "url": url,
         "retry_after": retry_after,
     }
+    # A 401 is about the key, even when it mentions a top-up (a key is activated by one); a 403 or
+    # any other refusal that says the balance is short is about funds.
+    if effective != 401 and says_insufficient_balance(effective, api_message):
+        return WaveSpeedInsufficientBalanceError(
+            f"WaveSpeed refused the request to {url} for lack of funds ({detail}); nothing was created or "
+            "charged. Top up the account at wavespeed.ai, then run the task again.",
+            **common,
+        )
     if effective in (401, 403):
         return WaveSpeedAuthError(
             f"WaveSpeed rejected the API key ({detail}). Check "
@@ -277,6 +295,12 @@ def _api_error(
             **common,
         )
     return WaveSpeedAPIError(f"WaveSpeed refused the request to {url} ({detail})", **common)
+
+
+def says_insufficient_balance(status: int, api_message: str) -> bool:
+    """Whether a refusal says the account cannot pay: HTTP (or envelope code) 402, or a message
+    such as "insufficient balance" / "not enough credits" / "please top up" (inferred, see above)."""
+    return status == _INSUFFICIENT_BALANCE_STATUS or bool(_INSUFFICIENT_BALANCE_MESSAGE.search(api_message))
 
 
 def _decode_json(body: bytes) -> tuple[Any, str]:
@@ -404,3 +428,120 @@ def predictions_from_api(data: Any, *, url: str) -> list[Prediction]:
             f"WaveSpeed's prediction list from {url} has no data.items list", http_status=200, url=url
         )
     return [Prediction.from_api(item, url=url) for item in items]
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """The answer of ``POST /api/v3/model/price``: what one prediction with these inputs costs.
+
+    ``discounted_price`` is what WaveSpeed charges; ``price`` is the list price before the
+    account's discount. WaveSpeed's answer may omit ``discounted_price`` (then it is ``price``)
+    and ``currency`` (then USD, the currency of its balance).
+    """
+
+    model: str
+    price: float
+    discounted_price: float
+    currency: str = "USD"
+    discount_rate: float | None = None
+
+    @classmethod
+    def from_api(cls, data: Any, *, model: str, url: str) -> ModelPrice:
+        if not isinstance(data, dict):
+            raise WaveSpeedMalformedResponseError(
+                f"WaveSpeed's price answer from {url} has no object in 'data'. {_MALFORMED_HINT}",
+                http_status=200,
+                url=url,
+            )
+        price = _as_amount(data.get("price"))
+        if price is None:
+            raise WaveSpeedMalformedResponseError(
+                f"WaveSpeed's price answer from {url} has no numeric data.price (got {data.get('price')!r}). "
+                f"{_MALFORMED_HINT}",
+                http_status=200,
+                url=url,
+            )
+        discounted = _as_amount(data.get("discounted_price"))
+        return cls(
+            model=str(data.get("model_id") or model),
+            price=price,
+            discounted_price=price if discounted is None else discounted,
+            currency=str(data.get("currency") or "USD"),
+            discount_rate=_as_amount(data.get("discount_rate")),
+        )
+
+    @property
+    def charged(self) -> float:
+        """What the prediction will cost the account: the discounted price."""
+        return self.discounted_price
+
+    def describe(self) -> str:
+        """E.g. ``0.1500 USD (list price 0.2000, 25% off)``, for logs and errors."""
+        text = f"{self.charged:.4f} {self.currency}"
+        if self.discounted_price != self.price:
+            rate = f", {self.discount_rate:g}% off" if self.discount_rate is not None else ""
+            text += f" (list price {self.price:.4f}{rate})"
+        return text
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """One model of ``GET /api/v3/models``: its path, its price basis and its inputs' JSON schema.
+
+    ``request_schema`` is ``api_schema.api_schemas[0].request_schema`` (``properties``,
+    ``required``), the same place the official MCP server reads a model's parameters from.
+    """
+
+    model: str
+    name: str = ""
+    base_price: float | None = None
+    formula: str = ""
+    request_schema: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        properties = self.request_schema.get("properties")
+        return properties if isinstance(properties, dict) else {}
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        required = self.request_schema.get("required")
+        return tuple(str(name) for name in required) if isinstance(required, list) else ()
+
+
+def catalog_from_api(data: Any, *, url: str) -> list[CatalogModel]:
+    """The models of ``GET /api/v3/models`` (``data`` is the list, or an object with ``items``)."""
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise WaveSpeedMalformedResponseError(
+            f"WaveSpeed's model catalog from {url} is not a list of models. {_MALFORMED_HINT}", http_status=200, url=url
+        )
+    models = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("model_id"), str):
+            continue  # one odd entry must not hide every other model
+        api_schema = item.get("api_schema")
+        schemas = api_schema.get("api_schemas") if isinstance(api_schema, dict) else None
+        first = schemas[0] if isinstance(schemas, list) and schemas and isinstance(schemas[0], dict) else {}
+        request_schema = first.get("request_schema")
+        models.append(
+            CatalogModel(
+                model=item["model_id"],
+                name=str(item.get("name") or ""),
+                base_price=_as_amount(item.get("base_price")),
+                formula=str(item.get("formula") or ""),
+                request_schema=request_schema if isinstance(request_schema, dict) else {},
+            )
+        )
+    return models
+
+
+def _as_amount(value: Any) -> float | None:
+    """A price as WaveSpeed may write one: a number or a numeric string."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return amount if amount == amount and abs(amount) != float("inf") else None

@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
 
 
 def report(document: dict[str, Any], results: list[SectionResult]) -> str:
-    """The whole report as markdown: what the README's Performance section shows."""
+    """The whole report as markdown: what docs/performance.md shows."""
     commit = document["commit"] + (" (with uncommitted changes)" if document["dirty"] else "")
     host = document["machine"]
     lines = [

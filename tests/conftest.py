@@ -61,3 +61,11 @@ def _no_stray_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own key must never leak into a test run."""
     monkeypatch.delenv("WAVESPEED_API_KEY", raising=False)
     monkeypatch.delenv("WAVESPEED_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_catalog() -> None:
+    """Every test fetches WaveSpeed's model catalog anew: the hook caches it per process for an hour."""
+    from airflow_provider_wavespeed.hooks import wavespeed
+
+    wavespeed._catalog_cache.clear()

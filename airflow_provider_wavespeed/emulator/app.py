@@ -31,6 +31,7 @@ from airflow_provider_wavespeed.emulator.media import (
 from airflow_provider_wavespeed.emulator.outage import Outage
 from airflow_provider_wavespeed.emulator.payloads import optional_field, read_json_object, required_field
 from airflow_provider_wavespeed.emulator.predictions import PredictionStatus
+from airflow_provider_wavespeed.emulator.pricing import catalog
 from airflow_provider_wavespeed.emulator.routes import API_ROUTES, UNMATCHED, Route
 from airflow_provider_wavespeed.emulator.service import WaveSpeedService
 from airflow_provider_wavespeed.emulator.stats import DROPPED
@@ -98,6 +99,8 @@ class WaveSpeedApi:
                 Route.DELETE_PREDICTION,
             ),
             (hdrs.METH_GET, f"{API_PREFIX}balance", self.balance, Route.BALANCE),
+            (hdrs.METH_GET, f"{API_PREFIX}models", self.models, Route.MODELS),
+            (hdrs.METH_POST, f"{API_PREFIX}model/price", self.price, Route.PRICE),
             (hdrs.METH_GET, f"{API_PREFIX}webhook/secret", self.webhook_secret, Route.WEBHOOK_SECRET),
             (hdrs.METH_POST, f"{API_PREFIX}media/upload/binary", self.upload, Route.UPLOAD),
             (hdrs.METH_POST, f"{API_PREFIX}media/uploads", self.upload_ticket, Route.UPLOAD_TICKET),
@@ -116,8 +119,9 @@ class WaveSpeedApi:
             return web.json_response({"error": WEBHOOK_BASE64_ERROR}, status=400)
         inputs = model.validate(body)
         url = base_url(request)
+        price = await self._service.quote(model, inputs, url)
         prediction = self._service.submit(
-            model, inputs, base_url=url, webhook_url=webhook_url, base64_output=base64_output
+            model, inputs, price=price, base_url=url, webhook_url=webhook_url, base64_output=base64_output
         )
         if sync_mode:
             return success(await self._service.describe_in_sync_mode(prediction, url))
@@ -159,6 +163,17 @@ class WaveSpeedApi:
         prediction = self._service.predictions.get(request.match_info["prediction_id"])
         prediction.deleted = True
         return success(await self._service.describe(prediction, base_url(request)))
+
+    async def price(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/model/price``: what a submit of these inputs would be charged."""
+        body = await read_json_object(request)
+        model = find_model(required_field(body, "model_id", str))
+        inputs = model.validate(required_field(body, "inputs", dict))
+        return success((await self._service.quote(model, inputs, base_url(request))).describe())
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/models``: the catalog, each model with its price basis and input schema."""
+        return success(catalog(self._service.config))
 
     async def balance(self, request: web.Request) -> web.Response:
         return success({"balance": self._service.balance})

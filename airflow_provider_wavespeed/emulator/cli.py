@@ -68,7 +68,17 @@ _SERVER_OPTIONS = (
     ),
     _Option("sync_wait_seconds", "how long a sync-mode submit waits before answering 5004", float),
     _Option("balance", "account balance in USD reported by /api/v3/balance", float),
-    _Option("price_per_submit", "USD deducted from the balance by each submit", float),
+    _Option(
+        "price_per_submit", "USD a prediction costs when it is not priced by length (image, unmeasured media)", float
+    ),
+    _Option("price_per_second", "USD a lipsync costs per second of its output", float),
+    _Option("discount_rate", "the account's discount, 0 to 1, taken off every charge", float),
+    _Option(
+        "insufficient_balance_status",
+        "HTTP status refusing a submit the balance cannot cover; 0 accepts it (the balance goes negative)",
+        int,
+    ),
+    _Option("insufficient_balance_message", "the message of that refusal"),
     _Option("webhook_attempts", "delivery attempts per webhook", int),
     _Option("webhook_retry_seconds", "pause before the second webhook attempt, growing linearly", float),
     _Option("seed", "seed of every random draw (durations and faults)", int),

@@ -16,8 +16,13 @@ class EmulatorConfig:
     """Everything that shapes one emulator; all durations are seconds.
 
     ``prediction_seconds`` is a (min, max) range: each prediction's processing time is drawn from
-    it with an RNG seeded by ``seed``. ``data_dir`` None means a temporary directory removed on
-    stop. ``public_base_url`` None means generated URLs follow the request's Host header.
+    it with an RNG seeded by ``seed``. Prices (USD): a lipsync costs ``price_per_second`` per second
+    of its output, any other prediction (or one whose length cannot be measured)
+    ``price_per_submit``; ``discount_rate`` (0 to 1) lowers what is charged (see `pricing`). A
+    submit the balance cannot cover is refused with HTTP ``insufficient_balance_status`` and
+    ``insufficient_balance_message`` in the error envelope (WaveSpeed's real answer is not
+    documented); status 0 accepts it and lets the balance go negative. ``data_dir`` None means a
+    temporary directory removed on stop. ``public_base_url`` None means generated URLs follow the request's Host header.
     """
 
     api_key: str = field(repr=False)
@@ -30,6 +35,10 @@ class EmulatorConfig:
     sync_wait_seconds: float = 90.0
     balance: float = 100.0
     price_per_submit: float = 0.0
+    price_per_second: float = 0.025
+    discount_rate: float = 0.0
+    insufficient_balance_status: int = 402
+    insufficient_balance_message: str = "Insufficient balance: please top up your account"
     webhook_attempts: int = 3
     webhook_retry_seconds: float = 1.0
     seed: int = 0
@@ -46,5 +55,9 @@ class EmulatorConfig:
             raise ValueError(
                 "queue_seconds, sync_wait_seconds, price_per_submit and webhook_retry_seconds must be >= 0"
             )
+        if min(self.price_per_second, self.discount_rate) < 0 or self.discount_rate > 1:
+            raise ValueError("price_per_second must be >= 0 and discount_rate between 0 and 1")
+        if self.insufficient_balance_status != 0 and not 400 <= self.insufficient_balance_status <= 599:
+            raise ValueError("insufficient_balance_status must be an HTTP error status (400-599), or 0 to never refuse")
         if self.webhook_attempts < 1:
             raise ValueError("webhook_attempts must be at least 1")

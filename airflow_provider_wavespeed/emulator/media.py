@@ -272,7 +272,7 @@ async def render_output(
     ffmpeg = await renderer.ffmpeg()
     if ffmpeg is not None:
         seconds = {
-            field: await renderer.probe(ffmpeg, field, local_inputs[field], stream)
+            field: await renderer.length(ffmpeg, field, local_inputs[field], stream)
             for field, stream in _LIPSYNC_STREAMS.items()
             if field in local_inputs
         }

@@ -168,6 +168,7 @@ class Renderer:
         self._slots = asyncio.Semaphore(concurrency)
         self._ffmpeg: str | None = None
         self._resolved = False
+        self._lengths: dict[tuple[Path, StreamKind], float] = {}
 
     async def ffmpeg(self) -> str | None:
         """The ffmpeg binary, or None when imageio-ffmpeg is missing (resolved once, off the loop)."""
@@ -198,6 +199,13 @@ class Renderer:
         if seconds <= 0:
             raise UnrenderableInputError(field, f"has no known {kind} length")
         return seconds
+
+    async def length(self, ffmpeg: str, field: str, path: Path, kind: StreamKind) -> float:
+        """`probe`, remembered per file: uploads never change, and a price and a render both need it."""
+        known = self._lengths.get((path, kind))
+        if known is None:
+            known = self._lengths[(path, kind)] = await self.probe(ffmpeg, field, path, kind)
+        return known
 
     async def render(self, ffmpeg: str, plan: RenderPlan, target: Path) -> None:
         """Write the planned output to ``target``, atomically: a failed or cancelled run leaves nothing."""

@@ -19,6 +19,8 @@ class Route(StrEnum):
     DELETE_PREDICTIONS = "delete_predictions"
     DELETE_PREDICTION = "delete_prediction"
     BALANCE = "balance"
+    MODELS = "models"
+    PRICE = "price"
     WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a route name, not a secret
     UPLOAD = "upload"
     UPLOAD_TICKET = "upload_ticket"

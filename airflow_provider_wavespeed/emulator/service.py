@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_wavespeed.emulator.envelope import ApiError
 from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
 from airflow_provider_wavespeed.emulator.media import MediaStore
 from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
@@ -23,6 +24,7 @@ from airflow_provider_wavespeed.emulator.predictions import (
     PredictionStore,
     wait_until_finished,
 )
+from airflow_provider_wavespeed.emulator.pricing import Quote, quote
 from airflow_provider_wavespeed.emulator.render import UnrenderableInputError
 from airflow_provider_wavespeed.emulator.stats import EmulatorStats
 from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret
@@ -56,6 +58,8 @@ class WaveSpeedService:
             on_delivery=self.stats.record_webhook,
         )
         self.balance = config.balance
+        self.charges: dict[str, float] = {}
+        """What each submit was charged, by prediction id: the account's ledger."""
         self._rng = random.Random(config.seed)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -64,21 +68,42 @@ class WaveSpeedService:
         scheme, _, token = (authorization or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.config.api_key.encode())
 
+    def local_inputs(self, inputs: dict[str, Any], base_url: str) -> dict[str, Path]:
+        """The inputs that name the emulator's own files, and their paths."""
+        return {
+            field: path
+            for field, value in inputs.items()
+            if isinstance(value, str) and (path := self.media.local_file(value, base_url)) is not None
+        }
+
+    async def quote(self, model: ModelSpec, inputs: dict[str, Any], base_url: str) -> Quote:
+        """The price of a prediction with these validated inputs (see `pricing`)."""
+        return await quote(self.config, model, inputs, self.local_inputs(inputs, base_url), self.media.renderer)
+
     def submit(
         self,
         model: ModelSpec,
         inputs: dict[str, Any],
         *,
+        price: Quote,
         base_url: str,
         webhook_url: str | None,
         base64_output: bool,
     ) -> Prediction:
-        """Create a prediction from validated inputs and start what it needs in the background."""
-        local_inputs = {
-            field: path
-            for field, value in inputs.items()
-            if isinstance(value, str) and (path := self.media.local_file(value, base_url)) is not None
-        }
+        """Charge ``price`` and create a prediction from validated inputs, starting what it needs in the background.
+
+        Raises `ApiError` (``insufficient_balance_status``) when the balance cannot cover the price;
+        the balance is checked and charged without an await between, so concurrent submits cannot
+        both spend the same money.
+        """
+        refusal = self.config.insufficient_balance_status
+        if refusal and price.discounted_price > self.balance:
+            raise ApiError(
+                refusal,
+                f"{self.config.insufficient_balance_message} (this prediction costs "
+                f"{price.discounted_price:.4f} USD, the balance is {self.balance:.4f} USD)",
+            )
+        local_inputs = self.local_inputs(inputs, base_url)
         outcome = plan_outcome(
             inputs,
             seconds_range=self.config.prediction_seconds,
@@ -93,7 +118,8 @@ class WaveSpeedService:
             base64_output=base64_output,
         )
         self.stats.record_submit(model.path, inputs)
-        self.balance -= self.config.price_per_submit
+        self.balance = round(self.balance - price.discounted_price, 6)
+        self.charges[prediction.id] = price.discounted_price
         if not outcome.failed:
             prediction.production = self._spawn(self._produce_outputs(prediction, local_inputs))
         if webhook_url is not None:
@@ -146,6 +172,7 @@ class WaveSpeedService:
         self.stats.clear()
         self.faults.configure(FaultConfig())
         self.balance = self.config.balance
+        self.charges.clear()
 
     def stats_snapshot(self) -> dict[str, Any]:
         """The counters plus each prediction's timeline, for ``GET /_emulator/stats``."""
@@ -153,6 +180,7 @@ class WaveSpeedService:
         return {
             **self.stats.snapshot(),
             "balance": self.balance,
+            "charges": dict(self.charges),
             "predictions": {
                 prediction.id: {
                     "model": prediction.model.path,

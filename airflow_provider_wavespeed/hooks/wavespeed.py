@@ -69,9 +69,12 @@ from airflow_provider_wavespeed.media import (
     open_media,
 )
 from airflow_provider_wavespeed.models import (
+    CatalogModel,
+    ModelPrice,
     Prediction,
     UploadTicket,
     balance_from_api,
+    catalog_from_api,
     download_url_from_api,
     parse_envelope,
     predictions_from_api,
@@ -108,6 +111,12 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _KNOWN_EXTRAS = frozenset({"connect_timeout", "read_timeout", "retry_limit", "retry_delay"})
 
 _T = TypeVar("_T")
+
+CATALOG_TTL_SECONDS = 3600.0
+"""How long the model catalog is reused: the official MCP server's cache time. New models appear
+rarely, and each task would otherwise fetch the whole catalog before every submit."""
+# (monotonic time fetched, models) per base URL, shared by every hook of the process.
+_catalog_cache: dict[str, tuple[float, list[CatalogModel]]] = {}
 
 
 @dataclass(frozen=True)
@@ -796,6 +805,45 @@ class WaveSpeedHook(BaseHook):
         data = self._call("GET", "/api/v3/balance", idempotent=True)
         return balance_from_api(data, url=f"{self.base_url}/api/v3/balance")
 
+    # -- cost and catalog -------------------------------------------------------------------------
+
+    def get_price(self, model: str, inputs: Mapping[str, Any]) -> ModelPrice:
+        """What one prediction of ``model`` with ``inputs`` would cost (``POST /api/v3/model/price``).
+
+        Free and without side effects, so retried like a read. Quote the inputs as they will be
+        submitted (media as uploaded URLs): WaveSpeed prices media models by the media's length.
+        """
+        _check_model_path(model)
+        body = {"model_id": model, "inputs": _json_object(inputs, field="inputs")}
+        try:
+            data = self._call("POST", "/api/v3/model/price", idempotent=True, json_body=body)
+        except WaveSpeedNotFoundError as error:
+            raise _unknown_model(model, error) from error
+        return ModelPrice.from_api(data, model=model, url=f"{self.base_url}/api/v3/model/price")
+
+    def list_models(self, *, refresh: bool = False) -> list[CatalogModel]:
+        """WaveSpeed's model catalog (``GET /api/v3/models``), reused for :data:`CATALOG_TTL_SECONDS`.
+
+        :param refresh: fetch it again even if a recent copy is cached.
+        """
+        base_url = self.base_url
+        cached = _catalog_cache.get(base_url)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < CATALOG_TTL_SECONDS:
+            return cached[1]
+        data = self._call("GET", "/api/v3/models", idempotent=True)
+        models = catalog_from_api(data, url=f"{base_url}/api/v3/models")
+        _catalog_cache[base_url] = (time.monotonic(), models)
+        return models
+
+    def get_catalog_model(self, model: str) -> CatalogModel | None:
+        """The catalog's entry for ``model``, or None if the catalog (refreshed once) does not list it."""
+        fetched_before = _catalog_cache.get(self.base_url, (None,))[0]
+        found = _find_catalog_model(self.list_models(), model)
+        if found is None and fetched_before is not None and _catalog_cache[self.base_url][0] == fetched_before:
+            # The copy was cached: the model may be newer than it.
+            found = _find_catalog_model(self.list_models(refresh=True), model)
+        return found
+
     def test_connection(self) -> tuple[bool, str]:
         """The connection form's Test button: one authenticated, free request (the balance)."""
         try:
@@ -866,6 +914,10 @@ class _LargeBlockReader:
 
     def read(self, size: int = -1) -> bytes:
         return self._stream.read(max(size, _TRANSFER_CHUNK_BYTES) if size >= 0 else -1)
+
+
+def _find_catalog_model(models: list[CatalogModel], model: str) -> CatalogModel | None:
+    return next((entry for entry in models if entry.model == model), None)
 
 
 def _normalise_base_url(host: str, port: int | None) -> str:

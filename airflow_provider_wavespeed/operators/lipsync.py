@@ -23,7 +23,9 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionWaitTimeoutError,
     WaveSpeedAPIError,
     WaveSpeedConnectionError,
+    WaveSpeedCostError,
     WaveSpeedError,
+    WaveSpeedInputSchemaError,
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
     resume_hint,
@@ -46,9 +48,13 @@ from airflow_provider_wavespeed.resume import SubmittedPredictionRecord, Uncerta
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-    from airflow_provider_wavespeed.models import Prediction
+    from airflow_provider_wavespeed.models import ModelPrice, Prediction
+
+PRICE_XCOM_KEY = "price"
+"""The XCom a task pushes just before it submits: the quote it is about to pay."""
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
@@ -77,8 +83,15 @@ class WaveSpeedRunModelOperator(BaseOperator):
     :mod:`airflow_provider_wavespeed.resume`). Waiting is deferrable (recommended: no worker slot
     is held while the model runs) or polls on the worker.
 
+    Before it pays, it checks the inputs against the model's ``request_schema`` in WaveSpeed's
+    catalog and, once the media are uploaded, asks WaveSpeed for the price
+    (``POST /api/v3/model/price``), logs it and pushes it to XCom (``price``); ``max_price`` and
+    ``min_balance_after`` stop it there (see docs/cost.md).
+
     Returns (through XCom) a small dict: ``request_id``, ``model``, ``status``, ``outputs`` (URLs),
-    ``stored_outputs`` (with ``output_path``), ``has_nsfw_contents``, ``inference_ms``.
+    ``stored_outputs`` (with ``output_path``), ``has_nsfw_contents``, ``inference_ms``, and the
+    cost: ``price`` (the discounted price WaveSpeed charges), ``list_price`` and ``currency``
+    (None when the task resumed a prediction an earlier try had quoted and logged).
 
     :param model: the model path, e.g. ``sync/lipsync-1.9.0-beta``. Templated.
     :param inputs: the model's inputs. Templated.
@@ -99,6 +112,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         any other path is the file itself (``<stem>_<n><ext>`` for several outputs). Templated.
     :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
     :param webhook: an https URL WaveSpeed POSTs the result to when the prediction ends. Templated.
+    :param max_price: the most one prediction may cost (in the quote's currency, USD); a higher
+        quote fails the task before anything is submitted.
+    :param min_balance_after: read the balance before submitting and fail unless it stays at least
+        this much after paying the quote (None: no balance read; WaveSpeed itself refuses a submit
+        the balance cannot cover).
+    :param allow_unlisted_model: submit a model that WaveSpeed's catalog does not list (one newer
+        than the catalog), without the input check. By default such a model fails before paying.
     :param uncertain_submit: what to do about a submit that was sent but whose answer was lost
         (a 500, 502 or 504, a timeout or a dropped connection after sending), so that a paid
         prediction may exist. ``"fail"`` (default) never pays twice: the task fails, and its next
@@ -129,10 +149,18 @@ class WaveSpeedRunModelOperator(BaseOperator):
         output_path: Any = None,
         fail_on_nsfw: bool = False,
         webhook: str | None = None,
+        max_price: float | None = None,
+        min_balance_after: float | None = None,
+        allow_unlisted_model: bool = False,
         uncertain_submit: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for name, amount in (("max_price", max_price), ("min_balance_after", min_balance_after)):
+            if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))):
+                raise ValueError(f"{name}={amount!r} must be an amount in USD (a number) or None")
+        if max_price is not None and max_price < 0:
+            raise ValueError(f"max_price={max_price!r} must not be negative")
         check_poll_intervals(poll_interval, max_poll_interval)
         if uncertain_submit not in UNCERTAIN_SUBMIT_POLICIES:
             raise ValueError(
@@ -156,8 +184,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.output_path = output_path
         self.fail_on_nsfw = fail_on_nsfw
         self.webhook = webhook
+        self.max_price = max_price
+        self.min_balance_after = min_balance_after
+        self.allow_unlisted_model = allow_unlisted_model
         self.uncertain_submit = uncertain_submit
         self.request_id: str | None = None
+        self.result: dict[str, Any] | None = None
+        self.quote: ModelPrice | None = None
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -195,11 +228,12 @@ class WaveSpeedRunModelOperator(BaseOperator):
         context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
         if not self.wait_for_completion:
             record.forget()
-            return prediction.summary()
+            return {**prediction.summary(), **self._price_fields(_quote_dict(self.quote))}
+        quote = _quote_dict(self.quote)
         with _resume_hint_on_failure(prediction.id):
             prediction = self._current_state(prediction)
             if prediction.is_terminal:
-                return self._finish(context, prediction, record)
+                return self._finish(context, prediction, record, quote)
             if self.deferrable:
                 self._defer(prediction)
             completed = self.hook.wait_for_prediction(
@@ -209,16 +243,18 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 max_poll_interval=self.max_poll_interval,
                 next_step=f"{resume_hint(prediction.id)} Or raise the task's timeout.",
             )
-            return self._finish(context, completed, record)
+            return self._finish(context, completed, record, quote)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: validate its event, then finish like ``execute``."""
         from airflow_provider_wavespeed.triggers.prediction import prediction_from_event
 
+        if isinstance(event, dict) and isinstance(event.get("request_id"), str):
+            self.request_id = event["request_id"]  # known before validating, for a failed prediction's lineage
         prediction = prediction_from_event(event)
         self.request_id = prediction.id
         with _resume_hint_on_failure(prediction.id):
-            return self._finish(context, prediction, SubmittedPredictionRecord(context))
+            return self._finish(context, prediction, SubmittedPredictionRecord(context), _pulled_quote(context))
 
     def on_kill(self) -> None:
         if self.request_id:
@@ -247,6 +283,23 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 error,
             )
             return prediction
+
+    # -- OpenLineage (the openlineage extra), called by its provider's listener --------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_start
+
+        return lineage_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_complete
+
+        return lineage_on_complete(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_wavespeed.openlineage import lineage_on_failure
+
+        return lineage_on_failure(self)
 
     def _resume_earlier_prediction(self, record: SubmittedPredictionRecord) -> Prediction | None:
         request_id = record.recall()
@@ -282,10 +335,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
         uncertain = record.recall_uncertain()
         if uncertain is not None:
             self._reconcile_uncertain_submit(uncertain, record, context)
+        self._check_against_catalog(inputs)
         for field in self.media_inputs:
             value = inputs[field]
             if not is_http_url(value):
                 inputs[field] = self.hook.upload(value)
+        self.quote = self._quote_within_limits(inputs)
+        context["ti"].xcom_push(key=PRICE_XCOM_KEY, value=_quote_dict(self.quote))
 
         # Written just before the request goes out, and replaced by the request id once it is answered:
         # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
@@ -326,6 +382,67 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 continue
             record.remember(prediction.id)
             return prediction
+
+    def _check_against_catalog(self, inputs: dict[str, Any]) -> None:
+        """Fail before anything is uploaded or paid if the catalog lacks the model or its schema refuses the inputs."""
+        from airflow_provider_wavespeed.schema import check_inputs
+
+        entry = self.hook.get_catalog_model(self.model)
+        if entry is None:
+            if self.allow_unlisted_model:
+                self.log.warning(
+                    "WaveSpeed's catalog does not list model '%s'; submitting it unchecked (allow_unlisted_model).",
+                    self.model,
+                )
+                return
+            raise WaveSpeedInputSchemaError(
+                f"WaveSpeed's model catalog (GET /api/v3/models) does not list model '{self.model}'; nothing was "
+                "uploaded or paid for. Check the model path ('owner/model' as on wavespeed.ai/models), or, for a "
+                "model newer than the catalog, set allow_unlisted_model=True to submit it without the input check.",
+                model=self.model,
+                field="model",
+            )
+        check_inputs(entry, inputs, media_inputs=self.media_inputs)
+
+    def _quote_within_limits(self, inputs: dict[str, Any]) -> ModelPrice:
+        """Quote the final inputs, log the quote, and raise :class:`WaveSpeedCostError` above a limit."""
+        quote = self.hook.get_price(self.model, inputs)
+        self.log.info(
+            "WaveSpeed quotes %s for this prediction of '%s' (%s)",
+            quote.describe(),
+            self.model,
+            self.cost_basis(inputs),
+        )
+        if self.max_price is not None and quote.charged > self.max_price:
+            raise WaveSpeedCostError(
+                f"WaveSpeed quotes {quote.describe()} for this prediction of '{self.model}', above "
+                f"max_price={self.max_price:g}; nothing was submitted or paid for. What the price follows: "
+                f"{self.cost_basis(inputs)}. Raise max_price, or use shorter or cheaper inputs.",
+                price=quote.charged,
+                currency=quote.currency,
+            )
+        if self.min_balance_after is not None:
+            balance = self.hook.get_balance()
+            if balance - quote.charged < self.min_balance_after:
+                raise WaveSpeedCostError(
+                    f"The WaveSpeed balance is {balance:.4f} USD; paying the quote of {quote.describe()} for this "
+                    f"prediction of '{self.model}' would leave {balance - quote.charged:.4f}, below "
+                    f"min_balance_after={self.min_balance_after:g}; nothing was submitted or paid for. Top up the "
+                    "account at wavespeed.ai, or lower min_balance_after.",
+                    price=quote.charged,
+                    currency=quote.currency,
+                )
+        return quote
+
+    def cost_basis(self, inputs: Mapping[str, Any]) -> str:
+        """What the price of these inputs follows, for the quote's log line and the cap's error."""
+        return "inputs " + ", ".join(f"{name}={value!r}" for name, value in inputs.items())
+
+    @staticmethod
+    def _price_fields(quote: dict[str, Any] | None) -> dict[str, Any]:
+        if quote is None:
+            return {"price": None, "list_price": None, "currency": None}
+        return {"price": quote["discounted_price"], "list_price": quote["price"], "currency": quote["currency"]}
 
     def _reconcile_uncertain_submit(
         self, uncertain: UncertainSubmit, record: SubmittedPredictionRecord, context: Context
@@ -412,7 +529,13 @@ class WaveSpeedRunModelOperator(BaseOperator):
             timeout=timedelta(seconds=self.timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
         )
 
-    def _finish(self, context: Context, prediction: Prediction, record: SubmittedPredictionRecord) -> dict[str, Any]:
+    def _finish(
+        self,
+        context: Context,
+        prediction: Prediction,
+        record: SubmittedPredictionRecord,
+        quote: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         """Turn a terminal prediction into the task's result: raise its failure, or keep its outputs."""
         prediction.raise_for_failure()
         try:
@@ -422,7 +545,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
             # then never succeed: forgotten, the retry submits anew, as the error says it does.
             record.forget()
             raise
-        result = prediction.summary()
+        result = {**prediction.summary(), **self._price_fields(quote)}
         context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
         if self.output_path:
             result["stored_outputs"] = [
@@ -435,6 +558,18 @@ class WaveSpeedRunModelOperator(BaseOperator):
             prediction.id,
             result.get("stored_outputs") or result["outputs"],
         )
+        self.result = result
+        if quote is None:
+            self.log.info(
+                "WaveSpeed prediction %s was submitted by an earlier try, which logged its price", prediction.id
+            )
+        else:
+            self.log.info(
+                "WaveSpeed prediction %s cost %.4f %s (quoted before the submit)",
+                prediction.id,
+                quote["discounted_price"],
+                quote["currency"],
+            )
         return result
 
 
@@ -481,6 +616,42 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
         return {"video": self.video, "audio": self.audio, "sync_mode": self.sync_mode}
+
+    def cost_basis(self, inputs: Mapping[str, Any]) -> str:
+        return (
+            f"lipsync is priced by the output's length (inferred), and sync_mode={inputs.get('sync_mode')!r} makes the "
+            f"output {_OUTPUT_LENGTH[str(inputs.get('sync_mode'))]}: video={inputs.get('video')!r}, "
+            f"audio={inputs.get('audio')!r}"
+        )
+
+
+_OUTPUT_LENGTH = {
+    "cut_off": "as long as the shorter of the video and the audio",
+    "loop": "as long as the audio",
+    "bounce": "as long as the audio",
+    "remap": "as long as the audio",
+    "silence": "as long as the longer of the video and the audio",
+}
+
+
+def _quote_dict(quote: ModelPrice | None) -> dict[str, Any] | None:
+    """The quote as plain data, for XCom and the deferral's kwargs."""
+    if quote is None:
+        return None
+    return {
+        "model": quote.model,
+        "price": quote.price,
+        "discounted_price": quote.discounted_price,
+        "discount_rate": quote.discount_rate,
+        "currency": quote.currency,
+    }
+
+
+def _pulled_quote(context: Context) -> dict[str, Any] | None:
+    """The quote this try pushed before it submitted: Airflow keeps a task's XComs over a deferral."""
+    ti = context["ti"]
+    pulled = ti.xcom_pull(task_ids=ti.task_id, key=PRICE_XCOM_KEY, map_indexes=ti.map_index)
+    return pulled if isinstance(pulled, dict) and {"discounted_price", "price", "currency"} <= pulled.keys() else None
 
 
 def _airflow_line() -> tuple[int, int]:

@@ -34,6 +34,7 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionOutputError,
     PredictionWaitTimeoutError,
     WaveSpeedAuthError,
+    WaveSpeedInputSchemaError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
     WaveSpeedServerError,
@@ -51,6 +52,8 @@ VIDEO = "https://media.example/talk.mp4"
 AUDIO = "https://media.example/talk.fr.wav"
 WRONG_KEY = "wsk-wrong-0123456789abcdef"
 RETRY_LIMIT = 2
+QUOTED = {"models": 1, "price": 1}
+"""What a lipsync asks before it submits: the model catalog once, and the price of its inputs."""
 """The connection's retry_limit here: a retried read is sent 1 + RETRY_LIMIT times."""
 ANY = -1
 """An expected request count that depends on timing: at least one."""
@@ -247,18 +250,25 @@ MATRIX = [
     Case("video-url-without-host", lipsync(video="https://"), ValueError, ("video='https://'", "no host")),
     # -- WaveSpeed refuses the request: nothing accepted, nothing retried ------------------------
     Case(
-        "model-unknown-404",
+        "model-not-in-the-catalog",
         lipsync(model="sync/no-such-model"),
+        WaveSpeedInputSchemaError,
+        ("'sync/no-such-model'", "does not list", "nothing was uploaded or paid", "allow_unlisted_model=True"),
+        calls={"models": 1},
+    ),
+    Case(
+        "model-unknown-404-with-allow_unlisted_model",
+        lipsync(model="sync/no-such-model", allow_unlisted_model=True),
         WaveSpeedNotFoundError,
         ("'sync/no-such-model'", "Model not found", "nothing was submitted", "Check the model path"),
-        calls={"submit": 1},
+        calls={"models": 1, "price": 1},
     ),
     Case(
         "key-rejected-401",
         lipsync(),
         WaveSpeedAuthError,
         ("HTTP 401", "API Key", "'wavespeed_default'"),
-        calls={"submit": 1},
+        calls={"models": 1},
         api_key=WRONG_KEY,
     ),
     Case(
@@ -266,7 +276,7 @@ MATRIX = [
         lipsync(video=local_video),
         WaveSpeedAuthError,
         ("HTTP 401", "API Key", "'wavespeed_default'"),
-        calls={"upload_ticket": 1},
+        calls={"models": 1},
         api_key=WRONG_KEY,
     ),
     Case(
@@ -274,7 +284,7 @@ MATRIX = [
         lipsync(),
         WaveSpeedAuthError,
         ("HTTP 403", "Account suspended", "API Key", "'wavespeed_default'", "not suspended"),
-        calls={"submit": 1},
+        calls={**QUOTED, "submit": 1},
         recorded=(Recorded("submit", 403, {"code": 403, "message": "Account suspended", "data": None}),),
     ),
     Case(
@@ -290,7 +300,7 @@ MATRIX = [
         lipsync(video="https://media.invalid/private.mp4"),
         PredictionFailedError,
         ("[code 1402]", "video", "https://media.invalid/private.mp4", "must be publicly reachable"),
-        calls={"submit": 1, "result": ANY},
+        calls={**QUOTED, "submit": 1, "result": ANY},
         paid=1,
     ),
     Case(
@@ -298,7 +308,7 @@ MATRIX = [
         lipsync(video=f"{VIDEO}?emulator_nsfw=1", fail_on_nsfw=True),
         PredictionOutputError,
         ("as NSFW", "has_nsfw_contents=[True]", "fail_on_nsfw=True", "set fail_on_nsfw=False", "PredictionSensor"),
-        calls={"submit": 1, "result": ANY},
+        calls={**QUOTED, "submit": 1, "result": ANY},
         paid=1,
     ),
     Case(
@@ -314,7 +324,7 @@ MATRIX = [
         lipsync(timeout=0.3),
         PredictionWaitTimeoutError,
         ("req-recorded", "'queued_for_review'", "does not know", "resumes that prediction without paying again"),
-        calls={"submit": 1, "result": ANY},
+        calls={**QUOTED, "submit": 1, "result": ANY},
         paid=1,
         recorded=(
             Recorded("submit", 200, recorded_prediction("created")),
@@ -341,7 +351,7 @@ MATRIX = [
             "HTML page",
             "looks in WaveSpeed's history",
         ),
-        calls={"submit": 1},
+        calls={**QUOTED, "submit": 1},
         paid=1,
         faults=submit_faults(rate_502=1.0),
     ),
@@ -377,7 +387,7 @@ MATRIX = [
         lipsync(),
         WaveSpeedSubmissionUncertainError,
         ("'sync/lipsync-1.9.0-beta'", "may have created a paid prediction", "'data.id' is None", "history"),
-        calls={"submit": 1},
+        calls={**QUOTED, "submit": 1},
         paid=1,
         faults=submit_faults(rate_malformed=1.0, malformed_kinds=("missing_id",)),
     ),

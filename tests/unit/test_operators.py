@@ -20,7 +20,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     WaveSpeedUnavailableError,
 )
-from airflow_provider_wavespeed.models import Prediction
+from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, Prediction
 from airflow_provider_wavespeed.operators.lipsync import (
     LipsyncOperator,
     WaveSpeedRunModelOperator,
@@ -30,6 +30,20 @@ from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
 from tests.unit.test_hook import prediction
 
+QUOTE = ModelPrice(model="sync/lipsync-1.9.0-beta", price=0.2, discounted_price=0.15, discount_rate=25.0)
+PRICE_FIELDS = {"price": 0.15, "list_price": 0.2, "currency": "USD"}
+LIPSYNC_CATALOG_ENTRY = CatalogModel(
+    model="sync/lipsync-1.9.0-beta",
+    request_schema={
+        "type": "object",
+        "properties": {
+            "video": {"type": "string"},
+            "audio": {"type": "string"},
+            "sync_mode": {"type": "string", "enum": ["bounce", "loop", "cut_off", "silence", "remap"]},
+        },
+        "required": ["video", "audio"],
+    },
+)
 VIDEO = "https://media.test/v.mp4"
 AUDIO = "https://media.test/a.wav"
 
@@ -68,6 +82,8 @@ def replaced_hook(owner: type) -> Iterator[mock.MagicMock]:
     """Replace ``owner.hook`` (a cached property) by a mock for the duration of a test."""
     with mock.patch.object(owner, "hook", new_callable=mock.PropertyMock) as prop:
         prop.return_value = mock.MagicMock()
+        prop.return_value.get_catalog_model.return_value = LIPSYNC_CATALOG_ENTRY
+        prop.return_value.get_price.return_value = QUOTE
         yield prop.return_value
 
 
@@ -224,6 +240,7 @@ def test_non_deferrable_waits_on_the_worker_and_returns_a_small_result(hook):
         "has_nsfw_contents": [False],
         "inference_ms": 1234,
         "created_at": "2026-11-23T10:00:00+00:00",
+        **PRICE_FIELDS,
     }
     assert pushed(context)["output_url"] == "https://cdn.test/out.mp4"
     assert context["task_state_store"].values == {}  # forgotten once done

@@ -1,0 +1,54 @@
+"""A person approves a DAG run's WaveSpeed spend when its quote is over budget (Airflow 3.1+).
+
+It is the standard provider's ``ApprovalOperator`` (human-in-the-loop), so import this module only
+on Airflow 3.1+ (``version_compat.AIRFLOW_V_3_1_PLUS``); on older Airflow a run over budget stops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from airflow_provider_wavespeed.operators.budget import COST_XCOM_KEY, spend_summary
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class WaveSpeedSpendApprovalOperator(ApprovalOperator):
+    """Ask a person to approve the spend a ``WaveSpeedBudgetOperator`` found over budget.
+
+    Within budget it succeeds at once and asks nobody. Over budget it shows the quotes (the
+    total and each prediction's price and inputs) and waits: Approve runs the downstream tasks,
+    Reject skips them, as ``ApprovalOperator`` does. Place it between the budget task (with
+    ``ask_approval_over_budget`` set) and the WaveSpeed tasks.
+
+    :param budget_task_id: the ``WaveSpeedBudgetOperator`` whose quote is to be approved.
+    :param subject: the headline shown in the Airflow UI's Required Actions.
+    """
+
+    approves_wavespeed_spend = True
+
+    def __init__(
+        self, *, budget_task_id: str, subject: str = "Approve this run's WaveSpeed spend over budget", **kwargs: Any
+    ) -> None:
+        super().__init__(subject=subject, **kwargs)
+        self.budget_task_id = budget_task_id
+
+    def execute(self, context: Context) -> Any:
+        cost = context["ti"].xcom_pull(task_ids=self.budget_task_id, key=COST_XCOM_KEY)
+        if not isinstance(cost, dict) or "within_budget" not in cost:
+            raise ValueError(
+                f"Task '{self.budget_task_id}' left no '{COST_XCOM_KEY}' XCom: budget_task_id must name the "
+                "WaveSpeedBudgetOperator upstream of this task."
+            )
+        if cost["within_budget"]:
+            self.log.info(
+                "The run's WaveSpeed quote of %.4f %s is within budget; no approval needed.",
+                cost["total"],
+                cost["currency"],
+            )
+            return None
+        self.body = spend_summary(cost)
+        return super().execute(context)
