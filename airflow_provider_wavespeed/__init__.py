@@ -48,7 +48,11 @@ CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Describe the provider to Airflow: the ``wavespeed`` connection type and its form."""
+    """Describe the provider to Airflow: the ``wavespeed`` connection type and its form.
+
+    The UI plugin is an ``airflow.plugins`` entry point instead of a ``plugins`` entry here: Airflow
+    loads those only with ``[core] lazy_discover_providers`` off, and with both it would register twice.
+    """
     return {
         "package-name": "airflow-provider-wavespeed",
         "name": "WaveSpeed",
@@ -71,7 +75,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.triggers.prediction"]}
         ],
-        "extra-links": ["airflow_provider_wavespeed.links.WaveSpeedOutputLink"],
+        "extra-links": [
+            "airflow_provider_wavespeed.links.StoredOutputLink",
+            "airflow_provider_wavespeed.links.WaveSpeedOutputLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "wavespeed",

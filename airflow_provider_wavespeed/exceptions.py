@@ -214,6 +214,14 @@ class PredictionWaitTimeoutError(WaveSpeedError):
         )
 
 
+class StoredOutputError(WaveSpeedError):
+    """An ``output_path`` holds, or is claimed for, an output this task must not replace.
+
+    Another task instance of the same DAG run writes the same file, or ``if_output_exists='fail'``
+    and an output is already there. Raised before anything is paid for wherever that can be known.
+    """
+
+
 # What to do about WaveSpeed's documented task error codes (https://wavespeed.ai/docs/error-codes).
 ERROR_CODE_HINTS: dict[int, str] = {
     1200: "The input was rejected by content moderation: change the input",

@@ -43,6 +43,8 @@ class LocalAirflow:
     :param home: AIRFLOW_HOME: the SQLite database, logs and the generated admin password live here.
     :param dags_folder: the DAG folder (the default DAG bundle).
     :param extra_env: more environment for every component (e.g. what the DAGs read).
+    :param extra_users: more SimpleAuthManager users besides the admin, name to role (e.g. ``viewer``);
+        each gets a generated password, :meth:`password_of`.
     """
 
     home: Path
@@ -50,6 +52,8 @@ class LocalAirflow:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    extra_users: dict[str, str] = field(default_factory=dict)
+    _extra_passwords: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None
 
@@ -70,7 +74,8 @@ class LocalAirflow:
             )
         stack_secrets = json.loads(secret_file.read_text())
         passwords = self.home / "simple_auth_manager_passwords.json"
-        passwords.write_text(json.dumps({ADMIN_USER: self.admin_password}))
+        passwords.write_text(json.dumps({name: self.password_of(name) for name in (ADMIN_USER, *self.extra_users)}))
+        users = ",".join(f"{name}:{role}" for name, role in {ADMIN_USER: "admin", **self.extra_users}.items())
         # Nothing of the caller's Airflow configuration leaks in (a test run's DAG bundles, connections).
         inherited = {
             name: value
@@ -91,7 +96,7 @@ class LocalAirflow:
             "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), inherited.get("PYTHONPATH")))),
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet"],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__API__BASE_URL": self.url,
@@ -105,20 +110,49 @@ class LocalAirflow:
             **self.extra_env,
         }
 
-    def start(self, *, timeout: float = 240.0) -> None:
-        """Migrate the database, start the four components, and wait until the API answers."""
+    def password_of(self, user: str) -> str:
+        if user == ADMIN_USER:
+            return self.admin_password
+        return self._extra_passwords.setdefault(user, secrets.token_urlsafe(12))
+
+    def token_of(self, user: str) -> str:
+        """A JWT for ``user``, as ``POST /auth/token`` issues it."""
+        login = requests.post(
+            f"{self.url}/auth/token", json={"username": user, "password": self.password_of(user)}, timeout=30
+        )
+        login.raise_for_status()
+        return str(login.json()["access_token"])
+
+    def start(self, *, timeout: float = 240.0, on_wait: Any = None) -> None:
+        """Migrate the database, start the four components, and wait until the API answers.
+
+        :param on_wait: called about every second while waiting, with what is being waited for
+            (e.g. to print a heartbeat).
+        """
         env = self.env
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=env,
-            check=True,
-            stdout=(self.home / "logs" / "db-migrate.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with (self.home / "logs" / "db-migrate.log").open("wb") as log:
+            migrate = subprocess.Popen(
+                [sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            deadline = time.monotonic() + timeout
+            try:
+                while migrate.poll() is None:
+                    if on_wait is not None:
+                        on_wait("the metadata database migration")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"airflow db migrate took over {timeout:.0f} s; its log: {log.name}")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        migrate.wait(timeout=1.0)
+            finally:  # interrupted (Ctrl-C, SIGTERM) or timed out: no migration is left running
+                if migrate.poll() is None:
+                    migrate.kill()
+                    migrate.wait()
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed ({migrate.returncode}); its log: {log.name}")
         for component in COMPONENTS:
             self._spawn(component, env)
-        self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer")
+        self._wait_until(self._api_is_up, timeout, "the Airflow API server to answer", on_wait=on_wait)
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "airflow", component]
@@ -176,13 +210,7 @@ class LocalAirflow:
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call Airflow's public REST API (``/api/v2``) as the admin; return the JSON answer."""
         if self._token is None:
-            login = requests.post(
-                f"{self.url}/auth/token",
-                json={"username": ADMIN_USER, "password": self.admin_password},
-                timeout=30,
-            )
-            login.raise_for_status()
-            self._token = login.json()["access_token"]
+            self._token = self.token_of(ADMIN_USER)
         response = requests.request(
             method, f"{self.url}/api/v2{path}", headers={"Authorization": f"Bearer {self._token}"}, timeout=60, **kwargs
         )
@@ -212,8 +240,10 @@ class LocalAirflow:
         self._wait_until(parsed, timeout, f"the dag-processor to parse {dag_id}")
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None) -> str:
-        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        # The run exists before the DAG is unpaused: a scheduled DAG's scheduler then sees that date
+        # taken, instead of creating its own run for it first (which would refuse this one).
         run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf or {}})
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         return str(run["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
@@ -271,9 +301,13 @@ class LocalAirflow:
                 log = (self.home / "logs" / f"{component}.log").read_text(errors="replace")
                 raise RuntimeError(f"Airflow {component} exited with {process.returncode}:\n{log[-3000:]}")
 
-    def _wait_until(self, condition: Any, timeout: float, what: str, interval: float = 1.0) -> None:
+    def _wait_until(
+        self, condition: Any, timeout: float, what: str, interval: float = 1.0, on_wait: Any = None
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
+            if on_wait is not None:
+                on_wait(what)
             self._check_components_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Timed out after {timeout:.0f} s waiting for {what}; logs in {self.home}/logs")

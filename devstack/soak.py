@@ -22,7 +22,8 @@ second submit by any task shows in the emulator's ``duplicate_submits`` counter.
 
 ``python -m devstack.soak`` runs the full soak (200 predictions, two triggerer kills);
 ``--short`` the version ``make test`` runs; ``--runs 3`` repeats it. It prints a report and exits
-non-zero when a requirement failed.
+non-zero when a requirement failed. At the end the whole run is cleared and must pay for nothing
+again: no submit, no upload, no output touched.
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ class Report:
     stray_files: list[str] = field(default_factory=list)
     outage_problems: list[str] = field(default_factory=list)
     outage_rows: list[tuple[str, str]] = field(default_factory=list)
+    rerun_state: str = ""
+    rerun_submits: int = -1
+    rerun_uploads: int = -1
+    rerun_outputs_changed: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
         """Every requirement of issue 6 (and of the outage phase) that this run did not meet."""
@@ -174,6 +179,12 @@ class Report:
             )
         elif not worker.named_in_killed_log:
             problems.append(f"the killed try's log does not name {worker.request_id}")
+        if self.rerun_state != "success" or self.rerun_submits or self.rerun_uploads or self.rerun_outputs_changed:
+            problems.append(
+                f"the re-run of the whole run (a clear) ended {self.rerun_state or 'never'} with "
+                f"{self.rerun_submits} new submits, {self.rerun_uploads} new uploads, outputs changed "
+                f"{self.rerun_outputs_changed[:5]}"
+            )
         if self.faults_after_accept_by_route.get(Route.SUBMIT.value):
             problems.append("a fault struck a submit after acceptance, which the soak's set-up excludes")
         return problems
@@ -215,6 +226,11 @@ class Report:
                 f"{len(self.lost_outputs)} / {len(self.partial_outputs)}, {len(self.stray_files)}",
             ),
             *self.outage_rows,
+            (
+                "re-run (the whole run cleared)",
+                f"{self.rerun_state}: {self.rerun_submits} new submits, {self.rerun_uploads} new uploads, "
+                f"{len(self.rerun_outputs_changed)} outputs changed",
+            ),
             ("wall time", f"{self.wall_seconds / 60:.1f} min"),
         ]
         width = max(len(name) for name, _ in rows)
@@ -457,6 +473,7 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             outage_ids = set((outage.result.request_ids.get("lipsync", {}) if outage.result else {}).values())
             report.submits -= outage.submits(stats)
             report.predictions_created -= len(outage_ids & set(stats["predictions"]))
+            _rerun(airflow, emulator, run_id, scale, report, output)
         finally:
             airflow.stop()
     return report
@@ -558,7 +575,9 @@ def _collect(
         for prediction_id, prediction in stats["predictions"].items()
         if prediction["status"] == "completed"
     }
-    present = {path.name: path for path in output.iterdir()}
+    # Each output's provenance record and the directory's index sit beside the outputs.
+    present = {path.name: path for path in output.iterdir() if not path.name.endswith(".wavespeed.json")}
+    present.pop(".wavespeed", None)
     report.outputs = sum(1 for prediction_id in expected if f"{prediction_id}.mp4" in present)
     for prediction_id, source in expected.items():
         stored = present.get(f"{prediction_id}.mp4")
@@ -567,6 +586,28 @@ def _collect(
         elif source is None or stored.stat().st_size != source.stat().st_size:
             report.partial_outputs.append(prediction_id)
     report.stray_files = sorted(set(present) - {f"{prediction_id}.mp4" for prediction_id in expected})
+
+
+def _rerun(airflow: LocalAirflow, emulator: Any, run_id: str, scale: Scale, report: Report, output: Path) -> None:
+    """Clear the whole finished run: every output is stored from the same inputs, so nothing is paid again."""
+    before = emulator.stats()["requests"], emulator.stats()["submits"]
+    stored = {path.name: path.stat().st_mtime_ns for path in output.iterdir()}
+    airflow.api(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        json={"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True},
+    )
+    report.rerun_state = airflow.wait_for_run(DAG_ID, run_id, timeout=scale.run_timeout)
+    requests_after, submits_after = emulator.stats()["requests"], emulator.stats()["submits"]
+    report.rerun_submits = submits_after - before[1]
+    report.rerun_uploads = sum(
+        requests_after.get(route, 0) - before[0].get(route, 0) for route in (Route.UPLOAD, Route.UPLOAD_TICKET)
+    )
+    report.rerun_outputs_changed = sorted(
+        name
+        for name, mtime in stored.items()
+        if not (output / name).exists() or (output / name).stat().st_mtime_ns != mtime
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

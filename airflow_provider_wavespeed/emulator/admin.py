@@ -6,6 +6,7 @@
 - ``POST /_emulator/outage``: a full outage for a while, ``{"mode": "unavailable" | "refused",
   "seconds": N, "retry_after_seconds": M}`` (see `airflow_provider_wavespeed.emulator.outage`);
   ``DELETE /_emulator/outage`` ends an ``unavailable`` one early.
+- ``POST /_emulator/uploads/expire``: delete every uploaded file, as WaveSpeed does after 7 days.
 
 They need no API key, so they answer only clients on this machine (loopback peers) even when the
 emulator listens on another interface; anyone else gets 403.
@@ -60,9 +61,14 @@ def add_admin_routes(app: web.Application, service: WaveSpeedService, outage: Ou
         outage.end()
         return web.json_response({"outage": None})
 
+    async def expire_uploads(request: web.Request) -> web.Response:
+        _require_loopback_peer(request)
+        return web.json_response({"expired": service.media.expire_uploads()})
+
     app.router.add_get(f"{ADMIN_PREFIX}stats", stats)
     app.router.add_post(f"{ADMIN_PREFIX}outage", begin_outage)
     app.router.add_delete(f"{ADMIN_PREFIX}outage", end_outage)
+    app.router.add_post(f"{ADMIN_PREFIX}uploads/expire", expire_uploads)
     app.router.add_post(f"{ADMIN_PREFIX}faults", faults)
     app.router.add_post(f"{ADMIN_PREFIX}reset", reset)
 

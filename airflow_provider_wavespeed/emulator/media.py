@@ -232,6 +232,13 @@ class MediaStore:
     def remove_outputs(self, prediction_id: str) -> None:
         shutil.rmtree(self._outputs / prediction_id, ignore_errors=True)
 
+    def expire_uploads(self) -> int:
+        """Delete every uploaded file; their URLs then answer 404. Returns how many there were."""
+        expired = sum(1 for path in self._uploads.rglob("*") if path.is_file())
+        shutil.rmtree(self._uploads, ignore_errors=True)
+        self._uploads.mkdir(exist_ok=True)
+        return expired
+
     def clear_outputs(self) -> None:
         shutil.rmtree(self._outputs, ignore_errors=True)
         self._outputs.mkdir(exist_ok=True)

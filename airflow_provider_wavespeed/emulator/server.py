@@ -173,6 +173,10 @@ class WaveSpeedEmulator:
     def reset(self) -> None:
         self._with_service(lambda service: service.reset())
 
+    def expire_uploads(self) -> int:
+        """Delete every uploaded file, as WaveSpeed does after 7 days; return how many there were."""
+        return self._with_service(lambda service: service.media.expire_uploads())
+
     @staticmethod
     def spawn(
         config: EmulatorConfig, *, startup_timeout: float = 20.0, log_file: Path | None = None
@@ -273,6 +277,9 @@ class EmulatorProcess:
         """Start a full outage (see `airflow_provider_wavespeed.emulator.outage`); returns its record."""
         record: dict[str, Any] = self._admin("POST", "outage", plan.to_json())["outage"]
         return record
+
+    def expire_uploads(self) -> int:
+        return int(self._admin("POST", "uploads/expire", {})["expired"])
 
     def _admin(self, method: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - base_url is the http:// URL the child printed

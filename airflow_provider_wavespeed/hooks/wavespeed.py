@@ -746,6 +746,27 @@ class WaveSpeedHook(BaseHook):
         log.info("Uploaded %s (streamed) to WaveSpeed: %s", media.filename, download_url)
         return download_url
 
+    def is_served(self, url: str) -> bool:
+        """Whether ``url`` (an earlier upload) still answers: one ``HEAD``, free, never retried.
+
+        Anything but a 2xx, a connection error included, counts as "no": the caller then uploads
+        again, which is always safe. That WaveSpeed's media host answers ``HEAD`` is inferred (it is
+        a CDN; WaveSpeed documents only that uploads are kept for 7 days).
+        """
+        settings = self._client_settings()
+        headers = settings.auth_headers() if settings.is_api_origin(url) else {}
+        try:
+            response = self._session.head(
+                url,
+                headers=headers,
+                allow_redirects=True,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+            )
+        except requests.RequestException as error:
+            log.info("Could not check %s (%s)", _without_query(url), type(error).__name__)
+            return False
+        return 200 <= response.status_code < 300
+
     def download(self, url: str, destination: MediaDestination, *, filename: str | None = None) -> str:
         """Stream ``url`` (an output) to ``destination`` and return where the file now is.
 

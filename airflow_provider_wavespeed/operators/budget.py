@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_wavespeed.content import read_media_content
 from airflow_provider_wavespeed.exceptions import WaveSpeedCostError
 from airflow_provider_wavespeed.media import is_http_url
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL
+from airflow_provider_wavespeed.uploads import UploadCache, upload_once
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
@@ -30,15 +32,16 @@ class WaveSpeedBudgetOperator(BaseOperator):
     """Quote every prediction a DAG run is about to make, before any is paid, and stop above ``budget``.
 
     Put it between the task that lists the work and the mapped WaveSpeed tasks: it uploads each
-    prediction's media once (the mapped tasks then get the URLs and do not upload again), asks
+    distinct media file once, through the content-keyed upload cache
+    (:mod:`airflow_provider_wavespeed.uploads`) that the mapped tasks then find it in, asks
     WaveSpeed for each price (``POST /api/v3/model/price``), logs every quote and the total, and
     pushes the total to XCom (``cost``). Above the budget it fails, so nothing downstream is paid
     for; with ``ask_approval_over_budget`` it succeeds instead and a downstream
     :class:`~airflow_provider_wavespeed.operators.approval.WaveSpeedSpendApprovalOperator`
     (Airflow 3.1+) asks a person.
 
-    Returns the predictions with each media input replaced by its uploaded URL: pass it to the
-    mapped task's ``expand_kwargs``.
+    Returns the predictions as given (media as their sources, so that each mapped task can tell a
+    stored output made from the same content): pass it to the mapped task's ``expand_kwargs``.
 
     :param predictions: one dict per prediction, the keyword arguments of the mapped task (what
         ``expand_kwargs`` takes), e.g. ``{"video": ..., "audio": ..., "output_path": ...}``. Templated.
@@ -46,7 +49,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
     :param input_names: the keys of each dict that are model inputs; the others (``output_path``)
         are passed through unquoted.
     :param common_inputs: inputs every prediction shares, as given to the mapped task's
-        ``partial()`` (e.g. ``{"sync_mode": "remap"}``): they change the price.
+        ``partial()`` (e.g. ``{"sync_mode": "remap"}``): they change the price. Templated.
     :param media_inputs: the inputs that hold media (uploaded unless an http(s) URL).
     :param budget: the most the run may spend, in the quotes' currency (USD); None or "" for no
         limit. Templated, e.g. ``"{{ params.budget }}"``.
@@ -55,7 +58,14 @@ class WaveSpeedBudgetOperator(BaseOperator):
     :param wavespeed_conn_id: the Airflow connection holding the API key.
     """
 
-    template_fields: Sequence[str] = ("predictions", "model", "budget", "ask_approval_over_budget", "wavespeed_conn_id")
+    template_fields: Sequence[str] = (
+        "predictions",
+        "model",
+        "common_inputs",
+        "budget",
+        "ask_approval_over_budget",
+        "wavespeed_conn_id",
+    )
     ui_color = "#fef7e0"
 
     def __init__(
@@ -95,21 +105,22 @@ class WaveSpeedBudgetOperator(BaseOperator):
         predictions = _predictions(self.predictions)
         prepared: list[dict[str, Any]] = []
         quotes: list[dict[str, Any]] = []
-        uploaded: dict[str, str] = {}  # a video dubbed into several languages is uploaded once
+        cache = UploadCache(self.hook.base_url)
+        uploaded: dict[str, str] = {}  # by content: a video dubbed into several languages is uploaded once
         for index, prediction in enumerate(predictions):
-            ready = dict(prediction)
+            quoted = dict(prediction)
             for name in self.media_inputs:
-                if name in ready and not is_http_url(ready[name]):
-                    source = str(ready[name])
-                    if source not in uploaded:
-                        uploaded[source] = self.hook.upload(ready[name])
-                    ready[name] = uploaded[source]
-            inputs = {**self.common_inputs, **{name: ready[name] for name in self.input_names if name in ready}}
+                if name in quoted and not is_http_url(quoted[name]):
+                    content = read_media_content(quoted[name], field=name)
+                    if content.sha256 not in uploaded:
+                        uploaded[content.sha256] = upload_once(self.hook, quoted[name], content, cache)
+                    quoted[name] = uploaded[content.sha256]
+            inputs = {**self.common_inputs, **{name: quoted[name] for name in self.input_names if name in quoted}}
             quote = self.hook.get_price(self.model, inputs)
             self.log.info(
                 "Prediction %d of %d: WaveSpeed quotes %s for %s", index + 1, len(predictions), quote.describe(), inputs
             )
-            prepared.append(ready)
+            prepared.append(dict(prediction))
             quotes.append(
                 {
                     "index": index,

@@ -30,7 +30,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedSubmissionUncertainError,
     resume_hint,
 )
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import StoredOutputLink, WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.media import (
     check_readable_file,
     check_storage_file,
@@ -39,17 +39,32 @@ from airflow_provider_wavespeed.media import (
     path_text,
     url_scheme,
 )
+from airflow_provider_wavespeed.outputs import (
+    INPUTS_XCOM_KEY,
+    IfOutputExists,
+    InputsDescription,
+    check_if_output_exists,
+    check_mapped_output_path,
+    claim_output_file,
+    describe_inputs,
+    plan_output,
+    reusable_result,
+    store_outputs,
+)
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     check_poll_intervals,
 )
 from airflow_provider_wavespeed.resume import SubmittedPredictionRecord, UncertainSubmit, unclaimed_candidates
+from airflow_provider_wavespeed.xcoms import dag_task_ids, pull_from_every_task_instance
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
+    from airflow_provider_wavespeed.content import MediaContent
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
     from airflow_provider_wavespeed.models import ModelPrice, Prediction
 
@@ -66,6 +81,8 @@ RESUBMITS_PER_TRY = 2
 """With ``uncertain_submit="resubmit"``, how often one try submits again after lost answers."""
 
 DEFAULT_TIMEOUT = timedelta(hours=2)
+# A mapped lipsync is labelled in the UI with what it dubs (``interview.fr``), not a bare index.
+DEFAULT_MAP_INDEX_TEMPLATE = "{{ task.media_label }}"
 # The framework's defer timeout sits this far past the trigger's own deadline, so the trigger's
 # clean timeout event (which names the prediction) arrives before a generic framework timeout.
 _DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
@@ -109,7 +126,12 @@ class WaveSpeedRunModelOperator(BaseOperator):
     :param output_path: where to copy every output, streamed, because WaveSpeed deletes outputs
         after 7 days: local, ``file://``, object storage (``s3://...``) or an ``ObjectStoragePath``.
         A directory (written with a trailing ``/``, or existing) receives ``<request_id>[_<n>].<ext>``;
-        any other path is the file itself (``<stem>_<n><ext>`` for several outputs). Templated.
+        any other path is the file itself and needs a file extension (``<stem>_<n><ext>`` for several
+        outputs). Each output gets a provenance record, ``<output>.wavespeed.json``. Templated.
+    :param if_output_exists: what a run does when ``output_path`` already holds an output:
+        ``skip_if_same_inputs`` (default: made from the same model, media content and options, it
+        is returned without uploading or submitting anything; else replaced), ``overwrite`` (always
+        pay for a new one) or ``fail`` (refuse, before anything is paid for).
     :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
     :param webhook: an https URL WaveSpeed POSTs the result to when the prediction ends. Templated.
     :param max_price: the most one prediction may cost (in the quote's currency, USD); a higher
@@ -131,7 +153,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
     template_fields_renderers = {"inputs": "json"}
-    operator_extra_links = (WaveSpeedOutputLink(),)
+    operator_extra_links = (StoredOutputLink(), WaveSpeedOutputLink())
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -149,6 +171,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         output_path: Any = None,
         fail_on_nsfw: bool = False,
         webhook: str | None = None,
+        if_output_exists: IfOutputExists = "skip_if_same_inputs",
         max_price: float | None = None,
         min_balance_after: float | None = None,
         allow_unlisted_model: bool = False,
@@ -167,6 +190,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
                 f"uncertain_submit={uncertain_submit!r} is not a policy; use 'fail' (never pay twice: fail and "
                 "say how to go on) or 'resubmit' (submit again, accepting a possible second charge)"
             )
+        check_if_output_exists(if_output_exists)
         timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         if not timeout_seconds > 0:
             raise ValueError(f"timeout={timeout!r} must be a positive duration (seconds or timedelta)")
@@ -184,6 +208,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.output_path = output_path
         self.fail_on_nsfw = fail_on_nsfw
         self.webhook = webhook
+        self.if_output_exists: IfOutputExists = if_output_exists
         self.max_price = max_price
         self.min_balance_after = min_balance_after
         self.allow_unlisted_model = allow_unlisted_model
@@ -191,6 +216,17 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.request_id: str | None = None
         self.result: dict[str, Any] | None = None
         self.quote: ModelPrice | None = None
+        self._media_contents: dict[str, MediaContent] = {}
+        self._inputs: InputsDescription | None = None
+        # What the extra links show, set on the worker once the prediction's outputs are known.
+        self.wavespeed_output: str | None = None
+        self.stored_output: str | None = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """Map the operator; a literal output file shared by every map index fails here, at parse time."""
+        check_mapped_output_path(kwargs.get("output_path"), task_id=kwargs.get("task_id"))
+        return super().partial(**kwargs)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -218,14 +254,23 @@ class WaveSpeedRunModelOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        _check_output_path(self.output_path)
+        plan = plan_output(self.output_path)
+        if plan is not None:
+            claim_output_file(context, plan, dag_task_ids(context, self))
         record = SubmittedPredictionRecord(context)
         # A retry resumes its paid prediction even if an input has gone since (or storage is down);
         # the inputs are checked, before anything is paid for, only when there is something to submit.
-        prediction = self._resume_earlier_prediction(record) or self._submit(self.model_inputs(), record, context)
+        prediction = self._resume_earlier_prediction(record)
+        if prediction is None:
+            inputs = self.model_inputs()
+            self._inputs = self._describe(inputs)
+            context["ti"].xcom_push(key=INPUTS_XCOM_KEY, value=self._inputs.to_json())
+            stored = plan and reusable_result(plan, self._inputs, self.if_output_exists, context)
+            if stored:
+                return self._reuse(context, stored, record)
+            prediction = self._submit(inputs, record, context)
         self.request_id = prediction.id
         context["ti"].xcom_push(key="request_id", value=prediction.id)
-        context["ti"].xcom_push(key="prediction_url", value=prediction.result_url)
         if not self.wait_for_completion:
             record.forget()
             return {**prediction.summary(), **self._price_fields(_quote_dict(self.quote))}
@@ -331,15 +376,55 @@ class WaveSpeedRunModelOperator(BaseOperator):
         )
         return earlier
 
+    def _describe(self, inputs: dict[str, Any]) -> InputsDescription:
+        """Read every media input to upload once (its content hash, its container) before anything is paid."""
+        from airflow_provider_wavespeed.content import read_media_content
+
+        self._media_contents = {
+            field: read_media_content(inputs[field], field=field)
+            for field in self.media_inputs
+            if not is_http_url(inputs[field])
+        }
+        return describe_inputs(self.model, inputs, self._media_contents, self.media_inputs)
+
+    def _reuse(self, context: Context, stored: dict[str, Any], record: SubmittedPredictionRecord) -> dict[str, Any]:
+        """Finish with an output stored earlier from the same inputs: nothing uploaded, submitted or downloaded."""
+        self.request_id = stored.get("request_id")
+        context["ti"].xcom_push(key="request_id", value=self.request_id)
+        self.wavespeed_output = first(stored.get("outputs")) or None
+        self.stored_output = first(stored.get("stored_outputs")) or None
+        record.forget()
+        return stored
+
+    def _inputs_description(self, context: Context) -> InputsDescription | None:
+        """This try's inputs as described before the submit (XCom, across a deferral), else read again."""
+        if self._inputs is not None:
+            return self._inputs
+        ti = context["ti"]
+        pushed = ti.xcom_pull(task_ids=ti.task_id, key=INPUTS_XCOM_KEY, map_indexes=ti.map_index)
+        if isinstance(pushed, Mapping):
+            return InputsDescription.from_json(pushed)
+        try:
+            return self._describe(self.model_inputs())
+        except (ValueError, OSError) as error:
+            self.log.warning(
+                "The inputs cannot be read again (%s): the provenance record of the output has no inputs "
+                "fingerprint, so a re-run pays for a new prediction.",
+                error,
+            )
+            return None
+
     def _submit(self, inputs: dict[str, Any], record: SubmittedPredictionRecord, context: Context) -> Prediction:
+        from airflow_provider_wavespeed.uploads import UploadCache, upload_once
+
         uncertain = record.recall_uncertain()
         if uncertain is not None:
             self._reconcile_uncertain_submit(uncertain, record, context)
         self._check_against_catalog(inputs)
-        for field in self.media_inputs:
-            value = inputs[field]
-            if not is_http_url(value):
-                inputs[field] = self.hook.upload(value)
+        if self._media_contents:
+            cache = UploadCache(self.hook.base_url)
+            for field, content in self._media_contents.items():
+                inputs[field] = upload_once(self.hook, inputs[field], content, cache)
         self.quote = self._quote_within_limits(inputs)
         context["ti"].xcom_push(key=PRICE_XCOM_KEY, value=_quote_dict(self.quote))
 
@@ -492,20 +577,8 @@ class WaveSpeedRunModelOperator(BaseOperator):
 
     def _request_ids_claimed_by_others(self, context: Context) -> set[str]:
         """The request ids the tasks of this DAG run have pushed to XCom, at every map index."""
-        dag = context.get("dag") or (self.dag if self.has_dag() else None)
-        task_ids = list(getattr(dag, "task_ids", None) or [self.task_id])
-        ti = context["ti"]
         try:
-            pulled: list[Any] = []
-            if hasattr(ti, "get_ti_count") and _airflow_line() < (3, 3):
-                # The Task SDK before Airflow 3.3 pulls only the caller's own map index by default
-                # (3.3 pulls them all in one call): ask for each one (-1 for an unmapped task).
-                for task_id in task_ids:
-                    count = ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
-                    found = ti.xcom_pull(task_ids=[task_id], key="request_id", map_indexes=[-1, *range(count)])
-                    pulled += _pulled_values(found)
-            else:
-                pulled = _pulled_values(ti.xcom_pull(task_ids=task_ids, key="request_id"))
+            pulled = pull_from_every_task_instance(context, dag_task_ids(context, self), "request_id")
             return {value for value in pulled if isinstance(value, str)}
         # Knowing fewer claimed ids only makes the check stricter (more candidates), never unsafe.
         except Exception:
@@ -546,12 +619,14 @@ class WaveSpeedRunModelOperator(BaseOperator):
             record.forget()
             raise
         result = {**prediction.summary(), **self._price_fields(quote)}
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
-        if self.output_path:
-            result["stored_outputs"] = [
-                self.hook.download(url, _output_target(self.output_path, prediction, index))
-                for index, url in enumerate(prediction.outputs)
-            ]
+        self.wavespeed_output = prediction.outputs[0]
+        plan = plan_output(self.output_path)
+        if plan is not None:
+            claim_output_file(context, plan, dag_task_ids(context, self), paid=prediction.id)
+            result["stored_outputs"] = store_outputs(
+                self.hook, plan, prediction, self._inputs_description(context), result, context
+            )
+            self.stored_output = str(result["stored_outputs"][0])
         record.forget()
         self.log.info(
             "WaveSpeed prediction %s completed: %s",
@@ -604,14 +679,27 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
         audio: Any,
         sync_mode: str = "cut_off",
         model: str = LIPSYNC_MODEL,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, inputs={}, media_inputs=("video", "audio"), **kwargs)
+        super().__init__(
+            model=model,
+            inputs={},
+            media_inputs=("video", "audio"),
+            map_index_template=map_index_template,
+            **kwargs,
+        )
         if not _is_templated(sync_mode):
             _check_sync_mode(sync_mode)
         self.video = video
         self.audio = audio
         self.sync_mode = sync_mode
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``partial()`` with this class's label template: Airflow 2's ignores ``__init__``'s defaults."""
+        kwargs.setdefault("map_index_template", DEFAULT_MAP_INDEX_TEMPLATE)
+        return super().partial(**kwargs)
 
     def rendered_inputs(self) -> dict[str, Any]:
         _check_sync_mode(self.sync_mode)
@@ -623,6 +711,15 @@ class LipsyncOperator(WaveSpeedRunModelOperator):
             f"output {_OUTPUT_LENGTH[str(inputs.get('sync_mode'))]}: video={inputs.get('video')!r}, "
             f"audio={inputs.get('audio')!r}"
         )
+
+    @property
+    def media_label(self) -> str:
+        """What this task lip-syncs, for the UI: ``interview.fr`` for ``interview.mp4`` + ``interview.fr.wav``.
+
+        A dub named after its video keeps its own name; any other pair reads ``<video>+<audio>``.
+        """
+        video, audio = _media_name(self.video), _media_name(self.audio)
+        return audio if audio.startswith(f"{video}.") else f"{video}+{audio}"
 
 
 _OUTPUT_LENGTH = {
@@ -654,18 +751,11 @@ def _pulled_quote(context: Context) -> dict[str, Any] | None:
     return pulled if isinstance(pulled, dict) and {"discounted_price", "price", "currency"} <= pulled.keys() else None
 
 
-def _airflow_line() -> tuple[int, int]:
-    from airflow import __version__
-
-    major, minor = __version__.split(".")[:2]
-    return int(major), int(minor)
-
-
-def _pulled_values(pulled: Any) -> list[Any]:
-    """What ``xcom_pull`` returned for several tasks, as a list (Airflow 2.11 gives a lazy sequence)."""
-    if pulled is None or isinstance(pulled, (str, bytes, Mapping)):
-        return [pulled]
-    return list(pulled)
+def _media_name(media: Any) -> str:
+    """A media file's name without its extension: ``interview.fr`` for ``s3://b/in/interview.fr.wav``."""
+    text = path_text(media)
+    name = os.path.basename(urlsplit(text).path if text is not None else str(getattr(media, "path", media)))
+    return os.path.splitext(name)[0] or str(media)
 
 
 def _check_sync_mode(sync_mode: Any) -> None:
@@ -711,38 +801,6 @@ def _object_storage_schemes() -> set[str]:
     import fsspec
 
     return set(fsspec.available_protocols()) - {"http", "https", "file", "local"}
-
-
-def _check_output_path(output_path: Any) -> None:
-    if output_path is None or output_path == "":
-        return
-    if isinstance(output_path, str) and is_http_url(output_path):
-        raise ValueError(
-            f"output_path={output_path!r} is an http(s) URL; give a local directory, a file:// or "
-            "object-storage URI (s3://bucket/dir/), or an ObjectStoragePath"
-        )
-
-
-def _output_target(output_path: Any, prediction: Prediction, index: int) -> Any:
-    """Where output ``index`` is stored: unique per prediction, so mapped tasks never collide.
-
-    A directory (a trailing ``/``, or one that exists) gets ``<request_id>[_<n>].<ext>``; any
-    other path names the file itself (``<stem>_<n><ext>`` when there are several outputs).
-    """
-    many = len(prediction.outputs) > 1
-    suffix = os.path.splitext(urlsplit(prediction.outputs[index]).path)[1]
-    text = path_text(output_path)
-    if text is not None:
-        local = local_path_of(text)
-        if text.endswith("/") or (local is not None and local.is_dir()):
-            return f"{text.rstrip('/')}/{prediction.id}{f'_{index}' if many else ''}{suffix}"
-        if not many:
-            return text
-        stem, extension = os.path.splitext(text)
-        return f"{stem}_{index}{extension or suffix}"
-    if output_path.is_dir():
-        return output_path / f"{prediction.id}{f'_{index}' if many else ''}{suffix}"
-    return output_path.with_name(f"{output_path.stem}_{index}{output_path.suffix or suffix}") if many else output_path
 
 
 @contextmanager

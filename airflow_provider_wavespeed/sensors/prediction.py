@@ -10,8 +10,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_wavespeed.exceptions import WaveSpeedError
-from airflow_provider_wavespeed.links import OUTPUT_URL_XCOM_KEY, WaveSpeedOutputLink
+from airflow_provider_wavespeed.links import WaveSpeedOutputLink, first
+from airflow_provider_wavespeed.outputs import (
+    IfOutputExists,
+    InputsDescription,
+    check_if_output_exists,
+    claim_output_file,
+    plan_output,
+    reusable_result,
+    store_outputs,
+)
 from airflow_provider_wavespeed.polling import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL
+from airflow_provider_wavespeed.xcoms import dag_task_ids
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,9 +53,15 @@ class PredictionSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer; the default follows ``[operators] default_deferrable``.
     :param max_poll_interval: the longest interval deferred checks back off to, in seconds.
     :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
+    :param output_path: where to copy every output, with a provenance record, as the operators
+        do (see :class:`~airflow_provider_wavespeed.operators.lipsync.WaveSpeedRunModelOperator`).
+        A sensor knows its prediction only by ``request_id``: an output stored there from the same
+        request id is returned without waiting or downloading again. Templated.
+    :param if_output_exists: ``skip_if_same_inputs`` (default; the same request id), ``overwrite``
+        or ``fail``, as for the operators.
     """
 
-    template_fields: Sequence[str] = ("request_id", "wavespeed_conn_id")
+    template_fields: Sequence[str] = ("request_id", "wavespeed_conn_id", "output_path")
     operator_extra_links = (WaveSpeedOutputLink(),)
     ui_color = "#e8f0fe"
 
@@ -58,14 +74,20 @@ class PredictionSensor(BaseSensorOperator):
         poke_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         fail_on_nsfw: bool = False,
+        output_path: Any = None,
+        if_output_exists: IfOutputExists = "skip_if_same_inputs",
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        check_if_output_exists(if_output_exists)
         self.request_id = request_id
         self.wavespeed_conn_id = wavespeed_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max(float(max_poll_interval), float(poke_interval))
         self.fail_on_nsfw = fail_on_nsfw
+        self.output_path = output_path
+        self.if_output_exists: IfOutputExists = if_output_exists
+        self.wavespeed_output: str | None = None  # what the extra link shows, set on the worker
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -91,6 +113,13 @@ class PredictionSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._result(context, prediction))
 
     def execute(self, context: Context) -> Any:
+        plan = plan_output(self.output_path)
+        if plan is not None:
+            claim_output_file(context, plan, dag_task_ids(context, self))
+            stored = reusable_result(plan, self._inputs(), self.if_output_exists, context)
+            if stored:
+                self.wavespeed_output = first(stored.get("outputs")) or None
+                return stored
         if not self.deferrable:
             return super().execute(context)
         prediction = self.hook.get_prediction(self.request_id)
@@ -118,7 +147,16 @@ class PredictionSensor(BaseSensorOperator):
 
         return self._result(context, prediction_from_event(event))
 
+    def _inputs(self) -> InputsDescription:
+        """All a sensor knows of what produced its prediction: the request id."""
+        return InputsDescription(model="", inputs={"request_id": self.request_id})
+
     def _result(self, context: Context, prediction: Prediction) -> dict[str, Any]:
         prediction.raise_for_unusable_output(fail_on_nsfw=self.fail_on_nsfw)
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=prediction.outputs[0])
-        return prediction.summary()
+        self.wavespeed_output = prediction.outputs[0]
+        result = prediction.summary()
+        plan = plan_output(self.output_path)
+        if plan is not None:
+            claim_output_file(context, plan, dag_task_ids(context, self), paid=prediction.id)
+            result["stored_outputs"] = store_outputs(self.hook, plan, prediction, self._inputs(), result, context)
+        return result

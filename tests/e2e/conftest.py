@@ -24,9 +24,16 @@ from tests.emulator_fixtures import fast_emulator_config
 
 E2E_DAGS = str(Path(__file__).parent / "dags")
 DUBBING_DATE = "2026-11-20"
+# A day with one video dubbed into five languages: the UI's labels, board and player are checked on it.
+FIVE_DUBS_DATE = "2026-11-23"
+FIVE_DUBS = ("interview.de", "interview.es", "interview.fr", "interview.ja", "interview.pt")
 WRONG_KEY_CONNECTION = "wavespeed_wrong_key"
 # Characters that URL- and base64-encoding change, so that the encoded forms searched for differ.
 WRONG_API_KEY = f"wsk-wrong+{secrets.token_hex(8)}/key="
+# Users for the permission checks: a viewer of every DAG, and one who may read example_lipsync only.
+VIEWER = "viewer"
+OUTSIDER = "outsider"
+OUTSIDER_DAGS = ["example_lipsync"]
 
 requires_api_server = pytest.mark.skipif(
     AIRFLOW_VERSION < (3, 1),
@@ -58,6 +65,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_video(incoming / "talk.mp4", 1)
     for name in ("talk.fr.wav", "talk.de.wav"):
         make_audio(incoming / name, 1)
+    five = root / "incoming" / FIVE_DUBS_DATE
+    make_video(five / "interview.mp4", 2)
+    for label in FIVE_DUBS:
+        make_audio(five / f"{label}.wav", 2)
     return root
 
 
@@ -79,7 +90,12 @@ def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
             "WAVESPEED_API_KEY": emulator.api_key,
             "WAVESPEED_BASE_URL": emulator.base_url,
+            "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.dag_scoped_auth.DagScopedAuthManager",
+            "WAVESPEED_TEST_DAG_SCOPES": json.dumps({OUTSIDER: OUTSIDER_DAGS}),
+            # The connection form's Test button (Airflow 3 disables it by default).
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         },
+        extra_users={VIEWER: "viewer", OUTSIDER: "viewer"},
     )
     try:
         stack.start()
@@ -107,3 +123,11 @@ def run_to_the_end(
 
     state = airflow.wait_for_run(dag_id, run_id, on_poll=poll)
     return run_id, state, seen
+
+
+@pytest.fixture(scope="package")
+def five_dubs_run(airflow: LocalAirflow) -> str:
+    """The run id of example_dubbing_pipeline over one video and five dubs, run to success."""
+    run_id, state, _ = run_to_the_end(airflow, "example_dubbing_pipeline", logical_date=f"{FIVE_DUBS_DATE}T00:00:00Z")
+    assert state == "success", airflow.component_logs()[-5000:]
+    return run_id

@@ -83,3 +83,13 @@ def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
     with create_session() as session:
         dag_run = session.merge(dag_run)
         return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+
+
+def map_index_labels(dag_run: Any, task_id: str) -> list[str | None]:
+    """The UI's labels of a mapped task's instances (``rendered_map_index``), by map index."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag_run = session.merge(dag_run)
+        instances = [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == task_id]
+        return [ti.rendered_map_index for ti in sorted(instances, key=lambda ti: ti.map_index)]

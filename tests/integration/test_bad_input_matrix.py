@@ -33,6 +33,7 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionOutputError,
     PredictionWaitTimeoutError,
+    StoredOutputError,
     WaveSpeedAuthError,
     WaveSpeedInputSchemaError,
     WaveSpeedMalformedResponseError,
@@ -43,7 +44,7 @@ from airflow_provider_wavespeed.exceptions import (
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncOperator
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
-from devstack.clips import make_video
+from devstack.clips import make_audio, make_video
 from tests.unit.test_operators import StateStore, make_context
 
 pytestmark = pytest.mark.integration
@@ -165,6 +166,41 @@ def unreadable_audio(peer: Peer) -> str:
     return str(path)
 
 
+def empty_video(peer: Peer) -> str:
+    path = peer.tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    return str(path)
+
+
+def local_audio(peer: Peer) -> str:
+    return str(make_audio(peer.tmp_path / "voice.wav", 1))
+
+
+def text_as_audio(peer: Peer) -> str:
+    path = peer.tmp_path / "notes.wav"
+    path.write_text("Interview notes: the French dub is in the other folder.\n")
+    return str(path)
+
+
+def read_only_directory(peer: Peer) -> str:
+    directory = peer.tmp_path / "read-only"
+    directory.mkdir()
+    directory.chmod(0o500)
+    return f"{directory}/dubbed/"
+
+
+def under_a_file(peer: Peer) -> str:
+    (peer.tmp_path / "taken").write_bytes(b"x")
+    return f"{peer.tmp_path}/taken/dubbed/talk.mp4"
+
+
+def existing_output(peer: Peer) -> str:
+    path = peer.tmp_path / "kept" / "talk.mp4"
+    path.parent.mkdir()
+    path.write_bytes(b"an earlier output")
+    return str(path)
+
+
 def poll_faults(**rates: Any) -> FaultConfig:
     return FaultConfig(routes=("result",), after_accept_rate=0.0, **rates)
 
@@ -248,6 +284,56 @@ MATRIX = [
         ("audio='s3://media/talk.fr.wav'", "'s3://'", "install the Airflow provider"),
     ),
     Case("video-url-without-host", lipsync(video="https://"), ValueError, ("video='https://'", "no host")),
+    # -- media content and output_path: checked before any upload ---------------------------------
+    Case(
+        "video-file-empty",
+        lipsync(video=empty_video),
+        ValueError,
+        ("video: '", "empty.mp4' is empty (0 bytes)", "pass the media file itself"),
+    ),
+    Case(
+        "audio-file-as-video",
+        lipsync(video=local_audio, audio=local_audio),
+        ValueError,
+        ("video: '", "voice.wav' holds wav, not video", "MP4, MOV", "pass a video file", "Nothing was uploaded"),
+    ),
+    Case(
+        "text-file-as-audio-after-a-local-video",
+        lipsync(video=local_video, audio=text_as_audio),
+        ValueError,
+        ("audio: '", "notes.wav' holds text, not audio", "WAV, MP3", "pass an audio file"),
+    ),
+    Case(
+        "output_path-not-writable",
+        lipsync(output_path=read_only_directory),
+        ValueError,
+        ("read-only/dubbed/'", "this process cannot write to '", "make it writable", "choose another output_path"),
+        needs_file_modes=True,
+    ),
+    Case(
+        "output_path-below-a-file",
+        lipsync(output_path=under_a_file),
+        ValueError,
+        ("taken/dubbed/talk.mp4'", "taken' is a file, so the directory", "choose another output_path"),
+    ),
+    Case(
+        "output_path-directory-without-its-slash",
+        lipsync(output_path=lambda peer: f"{peer.tmp_path}/dubbed"),
+        ValueError,
+        ("is neither an existing directory nor written with a trailing '/'", "no file extension", "dubbed/'"),
+    ),
+    Case(
+        "output_path-taken-with-if_output_exists-fail",
+        lipsync(output_path=existing_output, if_output_exists="fail"),
+        StoredOutputError,
+        ("kept/talk.mp4 exists", "no provenance record", "if_output_exists='fail'", "nothing was uploaded"),
+    ),
+    Case(
+        "if_output_exists-unknown",
+        lipsync(if_output_exists="skip"),
+        ValueError,
+        ("if_output_exists='skip' is not a policy", "skip_if_same_inputs, overwrite, fail"),
+    ),
     # -- WaveSpeed refuses the request: nothing accepted, nothing retried ------------------------
     Case(
         "model-not-in-the-catalog",

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from devstack.clips import make_audio, make_video, media_duration
-from tests.integration.dag_runs import run_example, task_states, xcom
+from tests.integration.dag_runs import map_index_labels, run_example, task_states, xcom
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -59,14 +59,36 @@ def test_example_dubbing_pipeline_dubs_every_language_and_writes_a_manifest(
     dubbed = media / "dubbed" / "2026-11-20"
     assert sorted(path.name for path in dubbed.iterdir()) == [
         "keynote.ja.mp4",
+        "keynote.ja.mp4.wavespeed.json",
         "manifest.json",
         "talk.de.mp4",
+        "talk.de.mp4.wavespeed.json",
         "talk.fr.mp4",
+        "talk.fr.mp4.wavespeed.json",
     ]
     manifest = json.loads((dubbed / "manifest.json").read_text())
     assert len(manifest["dubs"]) == 3
+    assert map_index_labels(dag_run, "lipsync") == ["keynote.ja", "talk.de", "talk.fr"]
     assert lipsync_emulator.stats()["submits"] == 3
     assert lipsync_emulator.stats()["duplicate_submits"] == 0
+
+
+def test_example_dubbing_pipeline_dubs_the_folder_its_params_name(
+    lipsync_emulator: WaveSpeedEmulator, media: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    mine = tmp_path_factory.mktemp("my-storage")
+    make_video(mine / "incoming" / "batch-7" / "promo.mp4", 1)
+    make_audio(mine / "incoming" / "batch-7" / "promo.es.wav", 1)
+
+    dag_run = run_example(
+        "example_dubbing_pipeline",
+        conf={"storage": f"file://{mine}", "day": "batch-7", "sync_mode": "cut_off"},
+        logical_date=pendulum.datetime(2026, 11, 22, tz="UTC"),
+    )
+
+    assert str(dag_run.state) == "success"
+    assert sorted(path.name for path in (mine / "dubbed" / "batch-7").iterdir()) == ["manifest.json", "promo.es.mp4"]
+    assert not (media / "dubbed").exists()
 
 
 def test_example_dubbing_pipeline_skips_a_day_without_media(lipsync_emulator: WaveSpeedEmulator, media: Path):

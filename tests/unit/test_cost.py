@@ -231,10 +231,10 @@ def run_model(**kwargs: Any) -> Any:
 
 def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(operator_hook, tmp_path):
     from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
-    from tests.unit.test_operators import make_context
+    from tests.unit.test_operators import MP4_HEADER, make_context
 
     local_video = tmp_path / "talk.mp4"
-    local_video.write_bytes(b"video")
+    local_video.write_bytes(MP4_HEADER + b"\x00" * 64)
     # The catalog's enum rules, not the provider's own list of modes: here it allows only cut_off.
     only_cut_off = {**LIPSYNC.properties, "sync_mode": {"type": "string", "enum": ["cut_off"]}}
     operator_hook.get_catalog_model.return_value = CatalogModel(

@@ -38,7 +38,10 @@ def test_airflow_registers_the_wavespeed_connection_type_with_its_form():
     if hasattr(manager, "_load_ui_metadata") or importlib.util.find_spec("wtforms"):
         behaviour = manager.field_behaviours["wavespeed"]
         assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
-    assert "airflow_provider_wavespeed.links.WaveSpeedOutputLink" in manager.extra_links_class_names
+    assert {
+        "airflow_provider_wavespeed.links.StoredOutputLink",
+        "airflow_provider_wavespeed.links.WaveSpeedOutputLink",
+    } <= set(manager.extra_links_class_names)
 
 
 def test_every_module_the_provider_info_names_imports():
@@ -49,3 +52,21 @@ def test_every_module_the_provider_info_names_imports():
         for entry in info[section]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+
+
+def test_the_ui_plugin_is_an_entry_point_that_loads_on_airflow_3_1_and_later_only():
+    from importlib.metadata import entry_points
+
+    from airflow import __version__
+
+    from airflow_provider_wavespeed.plugins.wavespeed_view import WaveSpeedViewPlugin
+
+    (entry_point,) = {ep for ep in entry_points(group="airflow.plugins") if ep.name == "wavespeed"}
+    loaded = entry_point.load()
+    if tuple(int(part) for part in __version__.split(".")[:2]) >= (3, 1):
+        assert loaded is WaveSpeedViewPlugin
+        assert {view["destination"] for view in loaded.external_views} == {"task_instance", "dag_run"}
+        assert [app["url_prefix"] for app in loaded.fastapi_apps] == ["/wavespeed"]
+    else:
+        assert loaded is None, "no UI plugins before Airflow 3.1: nothing is registered"
+    assert "plugins" not in get_provider_info(), "declared once, as the entry point"

@@ -303,7 +303,7 @@ def test_claims_are_read_from_airflow_2s_lazy_sequence(hook):
 
 def test_claims_are_pulled_at_every_map_index_on_the_task_sdk_before_3_3(hook, monkeypatch):
     # Before Airflow 3.3 the Task SDK's xcom_pull defaults to the caller's own map index only.
-    monkeypatch.setattr("airflow_provider_wavespeed.operators.lipsync._airflow_line", lambda: (3, 0))
+    monkeypatch.setattr("airflow_provider_wavespeed.xcoms._airflow_line", lambda: (3, 0))
     store = store_with_uncertain_submit()
     hook.list_predictions.side_effect = [listed("req-0", "req-2"), []]
     hook.submit.side_effect = submitting(parsed("created"))
