@@ -246,7 +246,8 @@ def test_non_deferrable_waits_on_the_worker_and_returns_a_small_result(hook):
         "created_at": "2026-11-23T10:00:00+00:00",
         **PRICE_FIELDS,
     }
-    assert set(pushed(context)) == {"request_id"}  # no URL that a browser could not open (the API's needs a key)
+    # The id, the quote and the inputs' fingerprints; no URL that a browser could not open (the API's needs a key).
+    assert set(pushed(context)) == {"request_id", "price", "wavespeed_inputs"}
     assert context["task_state_store"].values == {}  # forgotten once done
 
 
