@@ -58,6 +58,14 @@ class WaveSpeedServerError(WaveSpeedAPIError):
     """5xx: WaveSpeed or a gateway in front of it failed."""
 
 
+class WaveSpeedUnavailableError(WaveSpeedServerError):
+    """503, or WaveSpeed's code 5003: the service did not process the request ("try again later").
+
+    Unlike 500, 502 and 504, which say nothing about whether an upstream acted on the request, a 503
+    means it was not processed (RFC 9110 section 15.6.4), so even a submit may be sent again.
+    """
+
+
 class WaveSpeedInsufficientBalanceError(WaveSpeedAPIError):
     """WaveSpeed refused the request because the account's balance cannot pay for it. Never retried.
 
@@ -176,9 +184,13 @@ class PredictionWaitTimeoutError(WaveSpeedError):
     :param request_id: the prediction's id.
     :param waited_seconds: how long we waited.
     :param last_status: the last status seen.
+    :param next_step: what to do about it; by default, wait for it again with ``PredictionSensor``.
+        The operator, whose retry resumes the recorded prediction, says so instead.
     """
 
-    def __init__(self, *, request_id: str, waited_seconds: float, last_status: str) -> None:
+    def __init__(
+        self, *, request_id: str, waited_seconds: float, last_status: str, next_step: str | None = None
+    ) -> None:
         from airflow_provider_wavespeed.models import PredictionStatus  # models imports this module
 
         self.request_id = request_id
@@ -187,9 +199,12 @@ class PredictionWaitTimeoutError(WaveSpeedError):
         unknown = last_status not in {status.value for status in PredictionStatus} and last_status != "unknown"
         super().__init__(
             f"Gave up waiting for WaveSpeed prediction {request_id} after {waited_seconds:.0f} s "
-            f"(last status '{last_status}'). It may still be running and billed at WaveSpeed: wait "
-            f"for it with PredictionSensor(request_id='{request_id}') instead of submitting again, "
-            "or raise the timeout."
+            f"(last status '{last_status}'). It may still be running and billed at WaveSpeed: "
+            + (
+                next_step
+                or f"wait for it with PredictionSensor(request_id='{request_id}') instead of submitting again, "
+                "or raise the timeout."
+            )
             + (
                 f" WaveSpeed's status '{last_status}' is one this provider does not know, so it counted as "
                 "still running; if it is a final one, upgrade the provider."
@@ -222,3 +237,15 @@ ERROR_CODE_HINTS: dict[int, str] = {
     5003: "WaveSpeed was unavailable: retry later",
     5004: "The task timed out at WaveSpeed: retry, or use shorter inputs",
 }
+
+
+def resume_hint(request_id: str) -> str:
+    """What to do when a task fails while its paid prediction may still run or be done.
+
+    True of every task that waits for a prediction with this provider: the operator recorded the
+    id and resumes it on its next try, a sensor waits for the same id again.
+    """
+    return (
+        f"WaveSpeed prediction {request_id} is paid for and may still be running or already done: retry or "
+        "clear this task and it resumes that prediction without paying again."
+    )

@@ -27,9 +27,13 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
+    WaveSpeedUnavailableError,
 )
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE_API_CODE = 5003
+"""WaveSpeed's envelope code for "Service Unavailable: try again later" (its error-code page)."""
 
 # How much of an unexpected body an error message quotes: enough to recognise a gateway's page.
 _BODY_EXCERPT_CHARS = 200
@@ -277,6 +281,11 @@ def _api_error(
         return WaveSpeedRateLimitError(
             f"WaveSpeed rate limit hit at {url} ({detail}); the request was not accepted. "
             "Lower the concurrency (pool or max_active_tis_per_dag) or raise the account level.",
+            **common,
+        )
+    if effective == 503 or api_code == UNAVAILABLE_API_CODE:
+        return WaveSpeedUnavailableError(
+            f"WaveSpeed is unavailable at {url} ({detail}); the request was not processed. Retry later.",
             **common,
         )
     if effective >= 500:

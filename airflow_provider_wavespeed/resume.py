@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow_provider_wavespeed.exceptions import WaveSpeedError
 
@@ -115,15 +117,26 @@ class SubmittedPredictionRecord:
         self._delete_if_present(UNCERTAIN_STATE_KEY)
 
     def how_to_forget(self) -> str:
-        """What a person does to make the next try submit anew."""
+        """The one step a person takes to let the next try submit anew: a UI action, or an exact command."""
+        dag_id, run_id, task_id, map_index = self._task_instance
         if self._state_store is not None:
-            dag_id, run_id, task_id, map_index = self._task_instance
-            return (
-                f"delete the key '{UNCERTAIN_STATE_KEY}' from the task instance's state store (REST API: DELETE "
-                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/state-store/{UNCERTAIN_STATE_KEY}"
-                f"{f'?map_index={map_index}' if map_index != '-1' else ''}; clearing the task keeps it)"
+            path = (
+                f"api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/"
+                f"{quote(task_id, safe='')}/state-store"
             )
-        return f"delete the Airflow Variable '{self._variable_key(UNCERTAIN_STATE_KEY)}'"
+            return (
+                f"delete the key '{UNCERTAIN_STATE_KEY}' from this task instance's state store, in the UI (the task "
+                "instance's 'Task State Store' tab) or with the REST API: curl -X DELETE "
+                f'"{_api_base_url()}/{path}/{UNCERTAIN_STATE_KEY}?map_index={map_index}" '
+                '-H "Authorization: Bearer $AIRFLOW_TOKEN" (a token from POST /auth/token); then clear the task, '
+                "or let its next retry run (clearing alone keeps the key)"
+            )
+        return (
+            f"run `airflow variables delete {shlex.quote(self._variable_key(UNCERTAIN_STATE_KEY))}` (or delete that "
+            "Variable "
+            "under Admin > Variables in the UI); then clear the task, or let its next retry run (clearing alone "
+            "keeps the Variable)"
+        )
 
     # -- the two backends ---------------------------------------------------------------------------
 
@@ -156,6 +169,13 @@ class SubmittedPredictionRecord:
         # that is not there is not quiet on every Airflow line.
         if Variable.get(self._variable_key(key), None) is not None:
             Variable.delete(self._variable_key(key))
+
+
+def _api_base_url() -> str:
+    """Where this deployment's REST API answers, as configured (``[api] base_url``)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
 
 
 HISTORY_PAGE_SIZE = 100

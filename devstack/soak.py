@@ -17,6 +17,10 @@ before, and the provider then fails loudly rather than risk paying twice (tested
 ``tests/integration/test_retries_resume.py``), which "every prediction succeeds" cannot coexist
 with. Every other route keeps faults after acceptance half the time.
 
+Meanwhile a full API outage (every request 503, three minutes in the full soak) strikes while a
+second DAG's lipsync tasks with ``retries=0`` wait, and the main run's tasks with it
+(:mod:`devstack.soak_outage`).
+
 Each task's inputs are the emulator's own media URLs with a ``?take=<n>`` query of their own, so a
 second submit by any task shows in the emulator's ``duplicate_submits`` counter.
 
@@ -61,6 +65,7 @@ from devstack.airflow_stack import (
     missing_services,
 )
 from devstack.clips import make_audio, make_video
+from devstack.soak_outage import OUTPUT_ENV, OutagePhase, OutagePhasePlan
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 DAG_ID = "wavespeed_soak"
@@ -98,6 +103,9 @@ class Strike(Enum):
     CELERY_WORKER = "the Celery worker running it, with every task on it, never restarted"
 
 
+FULL_OUTAGE = OutagePhasePlan(predictions=20, seconds=180.0)
+
+
 @dataclass(frozen=True)
 class Scale:
     predictions: int
@@ -107,6 +115,7 @@ class Scale:
     prediction_seconds: tuple[float, float] = (5.0, 15.0)
     parallelism: int = 6
     run_timeout: float = 1800.0
+    outage: OutagePhasePlan = FULL_OUTAGE
 
 
 DISTRIBUTED_FULL = Scale(
@@ -124,9 +133,16 @@ DISTRIBUTED_SHORT = Scale(
     events=(Event.TRIGGERER_LOSS, Event.SCHEDULER_RESTART),
     strikes=(Strike.TASK_PROCESS, Strike.CELERY_WORKER),
     run_timeout=900.0,
+    outage=OutagePhasePlan(predictions=4, seconds=30.0),
 )
 EMBEDDED_FULL = Scale(predictions=200, events=(Event.TRIGGERER_RESTART, Event.TRIGGERER_RESTART), topology=EMBEDDED)
-EMBEDDED_SHORT = Scale(predictions=12, events=(Event.TRIGGERER_RESTART,), topology=EMBEDDED, run_timeout=600.0)
+EMBEDDED_SHORT = Scale(
+    predictions=12,
+    events=(Event.TRIGGERER_RESTART,),
+    topology=EMBEDDED,
+    run_timeout=900.0,
+    outage=OutagePhasePlan(predictions=4, seconds=30.0),
+)
 SCALES = {
     ("distributed", False): DISTRIBUTED_FULL,
     ("distributed", True): DISTRIBUTED_SHORT,
@@ -193,15 +209,17 @@ class Report:
     lost_outputs: list[str] = field(default_factory=list)
     partial_outputs: list[str] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
+    outage_problems: list[str] = field(default_factory=list)
+    outage_rows: list[tuple[str, str]] = field(default_factory=list)
     rerun_state: str = ""
     rerun_submits: int = -1
     rerun_uploads: int = -1
     rerun_outputs_changed: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
-        """Every requirement of issue 6 that this run did not meet."""
+        """Every requirement of issue 6 (and of the outage phase) that this run did not meet."""
         n = self.scale.predictions
-        problems = []
+        problems = list(self.outage_problems)
         if self.run_state != "success" or self.succeeded != n:
             problems.append(f"{self.succeeded}/{n} predictions succeeded (run {self.run_state}): {self.states}")
         if self.duplicate_submits or self.submits != n or self.predictions_created != n:
@@ -292,6 +310,7 @@ class Report:
                 "lost / partial outputs, stray files",
                 f"{len(self.lost_outputs)} / {len(self.partial_outputs)}, {len(self.stray_files)}",
             ),
+            *self.outage_rows,
             (
                 "re-run (the whole run cleared)",
                 f"{self.rerun_state}: {self.rerun_submits} new submits, {self.rerun_uploads} new uploads, "
@@ -576,6 +595,7 @@ def _pgid(entry: Path) -> int | None:
 def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
     report = Report(scale=scale)
     media, output, emulator_data = workdir / "media", workdir / "output", workdir / "emulator"
+    outage_output = workdir / "outage-output"
     output.mkdir(parents=True)
     make_video(media / "face.mp4", 1.0, width=160, height=120, fps=10)
     make_audio(media / "voice.wav", 1.0)
@@ -598,6 +618,7 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             topology=scale.topology,
             extra_env={
                 "WAVESPEED_SOAK_OUTPUT": f"{output}/",
+                OUTPUT_ENV: f"{outage_output}/",
                 "AIRFLOW__CORE__PARALLELISM": str(scale.parallelism),
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": HA_SETTINGS[
                     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"
@@ -619,6 +640,8 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             reader = MetadataReader(airflow)
             started = time.monotonic()
             run_id = airflow.trigger(DAG_ID, conf={"pairs": pairs})
+            outage = OutagePhase(airflow, emulator, scale.outage, (video_url, audio_url))
+            outage.start()
             # In the order they start, from a third in: on a miss, the next one's submit is still to come.
             candidates = [(n, keys[n]) for n in range(scale.predictions // 3, scale.predictions)]
             killer = WorkerKiller(airflow, emulator, reader, run_id, candidates, scale.strikes)
@@ -626,10 +649,17 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             report.run_state = _drive(airflow, reader, run_id, scale, report, started)
             killer.stop.set()
             killer.join()
+            outage.join(timeout=scale.outage.seconds + 1200.0)
             report.wall_seconds = time.monotonic() - started
             report.worker_kills = killer.kills
             print(f"  worker-kill candidates missed before the hits: {killer.misses[:10]}", flush=True)
             _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
+            stats = emulator.stats()
+            report.outage_problems, report.outage_rows = outage.failures(stats, outage_output), outage.rows()
+            # The main run's figures are its own: the outage DAG's predictions are counted by the phase.
+            outage_ids = set((outage.result.request_ids.get("lipsync", {}) if outage.result else {}).values())
+            report.submits -= outage.submits(stats)
+            report.predictions_created -= len(outage_ids & set(stats["predictions"]))
             _rerun(airflow, emulator, run_id, scale, report, output)
             reader.close()
         finally:

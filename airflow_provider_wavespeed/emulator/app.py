@@ -1,6 +1,7 @@
 """The HTTP face of the emulator: WaveSpeed's ``/api/v3/`` routes, the storage PUT and media files.
 
 Middlewares, outermost first: `observe` counts every request under its route name,
+`outage` answers for a service that is down (`airflow_provider_wavespeed.emulator.outage`),
 `authenticate` checks the Bearer key on ``/api/v3/``, `inject_faults` lets the fault injector
 interfere, and `api_errors` turns `ApiError` and aiohttp's own 404/405 into the error envelope.
 """
@@ -27,6 +28,7 @@ from airflow_provider_wavespeed.emulator.media import (
     media_type,
     safe_filename,
 )
+from airflow_provider_wavespeed.emulator.outage import Outage
 from airflow_provider_wavespeed.emulator.payloads import optional_field, read_json_object, required_field
 from airflow_provider_wavespeed.emulator.predictions import PredictionStatus
 from airflow_provider_wavespeed.emulator.pricing import catalog
@@ -41,15 +43,18 @@ API_PREFIX = "/api/v3/"
 UNAUTHORIZED_MESSAGE = "Unauthorized: invalid or missing API key"
 WEBHOOK_BASE64_ERROR = "webhook callback does not support base64 output, please use the normal API to use base64 output"
 MAX_PAGE_SIZE = 100
+_FINAL_STATUSES = frozenset({PredictionStatus.COMPLETED, PredictionStatus.FAILED})
 
 SERVICE = web.AppKey("service", WaveSpeedService)
+OUTAGE = web.AppKey("outage", Outage)
 ROUTE_NAMES = web.AppKey("route_names", dict[web.AbstractRoute, str])
 ROUTE_NAME = web.RequestKey("route_name", str)
 
 
 def build_app(service: WaveSpeedService) -> web.Application:
-    app = web.Application(middlewares=[observe, authenticate, inject_faults, api_errors])
+    app = web.Application(middlewares=[observe, outage, authenticate, inject_faults, api_errors])
     app[SERVICE] = service
+    app[OUTAGE] = Outage()
     api = WaveSpeedApi(service)
     route_names: dict[web.AbstractRoute, str] = {}
     for method, path, handler, name in api.routes():
@@ -57,9 +62,10 @@ def build_app(service: WaveSpeedService) -> web.Application:
     for route in app.router.add_static(MEDIA_PREFIX, service.media.media_root):
         route_names[route] = Route.MEDIA.value
     app[ROUTE_NAMES] = route_names
-    add_admin_routes(app, service)
+    add_admin_routes(app, service, app[OUTAGE])
 
     async def close_service(_: web.Application) -> None:
+        await app[OUTAGE].close()
         await service.close()
 
     app.on_cleanup.append(close_service)
@@ -123,7 +129,10 @@ class WaveSpeedApi:
 
     async def get_prediction(self, request: web.Request) -> web.Response:
         prediction = self._service.predictions.get(request.match_info["prediction_id"])
-        return success(await self._service.describe(prediction, base_url(request)))
+        described = await self._service.describe(prediction, base_url(request))
+        if prediction.first_final_read_at is None and described["status"] in _FINAL_STATUSES:
+            prediction.first_final_read_at = time.time()
+        return success(described)
 
     async def list_predictions(self, request: web.Request) -> web.Response:
         body = await read_json_object(request)
@@ -240,6 +249,14 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     stats.record_response(route_name, DROPPED if response.get(DROPPED_CONNECTION) else str(response.status))
     return response
+
+
+@web.middleware
+async def outage(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """During an outage every request but the admin endpoints fails, before anything is processed."""
+    if request.path.startswith(ADMIN_PREFIX) or request.app[OUTAGE].current() is None:
+        return await handler(request)
+    return request.app[OUTAGE].response(request)
 
 
 @web.middleware

@@ -91,7 +91,8 @@ _FAULT_OPTIONS = (
     _Option("retry_after_seconds", "the Retry-After value of those 429s", int),
     _Option("rate_500", "probability of a 500 error envelope", float),
     _Option("rate_502", "probability of a 502 HTML gateway page", float),
-    _Option("rate_503", "probability of a 503 error envelope", float),
+    _Option("rate_503", "probability of a 503 error envelope (always before the request takes effect)", float),
+    _Option("rate_504", "probability of a 504 HTML gateway page", float),
     _Option("rate_drop", "probability of closing the connection without an answer", float),
     _Option("rate_slow", "probability of answering late", float),
     _Option("slow_seconds", "how late a slow answer comes", float),
@@ -103,7 +104,11 @@ _FAULT_OPTIONS = (
         _comma_list,
         ",".join,
     ),
-    _Option("after_accept_rate", "probability that a non-429 fault strikes after the request took effect", float),
+    _Option(
+        "after_accept_rate",
+        "probability that a fault other than 429 and 503 strikes after the request took effect",
+        float,
+    ),
     _Option(
         "before_accept_routes",
         "comma list of routes where every fault strikes before the request takes effect",

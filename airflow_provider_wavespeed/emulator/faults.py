@@ -4,10 +4,11 @@ Each API request draws at most one fault, each kind with its own rate in `FaultC
 rates add up to at most 1), from an RNG seeded by the emulator's seed: one seed and one request
 order give the same faults every run. Faults can be limited to some routes (`Route` names).
 
-429 answers always come before the request is handled: a rate limit rejects work, so a rate-limited
-submit never creates a prediction. Every other fault strikes after the handler ran with
-probability ``after_accept_rate``: the request took effect (for a submit, the prediction exists and
-will be charged) but the client sees a 5xx, a dropped connection, a late or a malformed answer.
+429 and 503 answers always come before the request is handled: a rate limit rejects work, and a
+503 says the request was not processed (RFC 9110 section 15.6.4; WaveSpeed's 5003), so neither
+ever creates a prediction. Every other fault strikes after the handler ran with probability
+``after_accept_rate``: the request took effect (for a submit, the prediction exists and will be
+charged) but the client sees a 500, 502 or 504, a dropped connection, a late or a malformed answer.
 That is the case a client must not meet by blindly re-submitting. On the routes named in
 ``before_accept_routes`` every fault strikes before the handler runs (a gateway that failed before
 reaching the service); the client cannot tell the difference, it only changes what exists after.
@@ -40,6 +41,10 @@ BAD_GATEWAY_PAGE = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
+GATEWAY_TIMEOUT_PAGE = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 MAINTENANCE_PAGE = (
     "<!DOCTYPE html><html><head><title>Maintenance</title></head>"
     "<body><h1>We'll be back soon</h1><p>The service is under maintenance.</p></body></html>"
@@ -55,12 +60,14 @@ class FaultKind(StrEnum):
     INTERNAL_ERROR = "500"
     BAD_GATEWAY = "502"
     UNAVAILABLE = "503"
+    GATEWAY_TIMEOUT = "504"
     DROP = "drop"
     SLOW = "slow"
     MALFORMED = "malformed"
 
 
-_RATE_LIMITS = (FaultKind.RATE_LIMITED, FaultKind.RATE_LIMITED_RETRY_AFTER)
+# Answers that say the request was not processed: they never strike after it took effect.
+_NOT_PROCESSED = (FaultKind.RATE_LIMITED, FaultKind.RATE_LIMITED_RETRY_AFTER, FaultKind.UNAVAILABLE)
 
 
 class MalformedKind(StrEnum):
@@ -78,7 +85,8 @@ class FaultConfig:
 
     ``routes`` limits faults to those `Route` names (empty: every API route);
     ``malformed_kinds`` are drawn from uniformly when a malformed answer is due;
-    ``after_accept_rate`` is the chance that a non-429 fault strikes after the request took effect;
+    ``after_accept_rate`` is the chance that a fault other than 429 and 503 strikes after the
+    request took effect;
     ``before_accept_routes`` are routes where it is 0 (every fault strikes before the handler runs).
     """
 
@@ -88,6 +96,7 @@ class FaultConfig:
     rate_500: float = 0.0
     rate_502: float = 0.0
     rate_503: float = 0.0
+    rate_504: float = 0.0
     rate_drop: float = 0.0
     rate_slow: float = 0.0
     slow_seconds: float = 2.0
@@ -182,7 +191,7 @@ class FaultInjector:
             MalformedKind(self._rng.choice(self._config.malformed_kinds)) if kind is FaultKind.MALFORMED else None
         )
         after_accept = (
-            kind not in _RATE_LIMITS
+            kind not in _NOT_PROCESSED
             and self._rng.random() < self._config.after_accept_rate
             and route not in self._config.before_accept_routes
         )
@@ -219,6 +228,8 @@ class FaultInjector:
                 return web.Response(status=502, text=BAD_GATEWAY_PAGE, content_type="text/html")
             case FaultKind.UNAVAILABLE:
                 return failure(503, "Service temporarily unavailable, please retry later")
+            case FaultKind.GATEWAY_TIMEOUT:
+                return web.Response(status=504, text=GATEWAY_TIMEOUT_PAGE, content_type="text/html")
             case _:
                 return failure(500, "Internal server error")
 

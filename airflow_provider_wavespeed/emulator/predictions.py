@@ -49,6 +49,8 @@ class Prediction:
     outputs_ready_at: float | None = None
     deleted: bool = False
     production: asyncio.Task[None] | None = field(default=None, repr=False)
+    first_final_read_at: float | None = None
+    """When a client first read it in a final status: how soon a client noticed its end."""
 
     @property
     def finished_at(self) -> float:

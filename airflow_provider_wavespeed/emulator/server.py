@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from aiohttp import web
 
 from airflow_provider_wavespeed.emulator.admin import ADMIN_PREFIX
-from airflow_provider_wavespeed.emulator.app import build_app
+from airflow_provider_wavespeed.emulator.app import OUTAGE, build_app
 from airflow_provider_wavespeed.emulator.cli import config_to_argv
 from airflow_provider_wavespeed.emulator.service import WaveSpeedService
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_wavespeed.emulator.config import EmulatorConfig
     from airflow_provider_wavespeed.emulator.faults import FaultConfig
+    from airflow_provider_wavespeed.emulator.outage import OutagePlan
 
 T = TypeVar("T")
 
@@ -65,6 +66,7 @@ async def _start(config: EmulatorConfig, data_dir: Path, *, access_log: bool = F
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=config.backlog, reuse_address=True)
     await site.start()
+    runner.app[OUTAGE].attach(runner, backlog=config.backlog)
     host, port = runner.addresses[0][:2]
     return _Running(runner, service, f"http://{f'[{host}]' if ':' in host else host}:{port}")
 
@@ -153,10 +155,20 @@ class WaveSpeedEmulator:
         self.stop()
 
     def stats(self) -> dict[str, Any]:
-        return self._with_service(lambda service: service.stats_snapshot())
+        outage = self._require_running().runner.app[OUTAGE]
+        return self._with_service(lambda service: {**service.stats_snapshot(), "outages": outage.history})
 
     def set_faults(self, faults: FaultConfig) -> None:
         self._with_service(lambda service: service.faults.configure(faults))
+
+    def begin_outage(self, plan: OutagePlan) -> dict[str, Any]:
+        """Start a full outage (see `airflow_provider_wavespeed.emulator.outage`); returns its record."""
+        outage = self._require_running().runner.app[OUTAGE]
+
+        async def begin() -> dict[str, Any]:
+            return outage.begin(plan)
+
+        return self._on_loop(begin())
 
     def reset(self) -> None:
         self._with_service(lambda service: service.reset())
@@ -260,6 +272,11 @@ class EmulatorProcess:
 
     def reset(self) -> None:
         self._admin("POST", "reset", {})
+
+    def begin_outage(self, plan: OutagePlan) -> dict[str, Any]:
+        """Start a full outage (see `airflow_provider_wavespeed.emulator.outage`); returns its record."""
+        record: dict[str, Any] = self._admin("POST", "outage", plan.to_json())["outage"]
+        return record
 
     def expire_uploads(self) -> int:
         return int(self._admin("POST", "uploads/expire", {})["expired"])

@@ -187,6 +187,7 @@ class WaveSpeedService:
                     "status": prediction.status(now).value,
                     "created_at": prediction.created_at,
                     "completed_at": prediction.completed_at(now),
+                    "first_final_read_at": prediction.first_final_read_at,
                 }
                 for prediction in self.predictions
             },

@@ -10,7 +10,10 @@ shared session costs ~0.42 ms CPU per poll against ~1.5 ms for ``requests`` in a
 Retries are one predicate, :func:`is_retryable_error`, plus tenacity. Reads retry on connection
 errors, timeouts, 429 and 5xx, with exponential backoff and jitter, honouring ``Retry-After``. The
 submit POST is not idempotent (a duplicate is a duplicate charge), so it is retried only when the
-request provably was not accepted: the connection could not be opened, or WaveSpeed answered 429.
+request provably was not processed: the connection could not be opened, or WaveSpeed answered 429
+or 503 (RFC 9110 section 15.6.4; WaveSpeed's code 5003). A wait for a prediction
+(:meth:`WaveSpeedHook.wait_for_prediction`, and the trigger) does not give up on transient failures
+at all until its own deadline: see :mod:`airflow_provider_wavespeed.polling`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedSubmissionUncertainError,
+    WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.media import (
     MediaDestination,
@@ -78,6 +82,7 @@ from airflow_provider_wavespeed.models import (
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
+    TransientFailures,
     check_poll_intervals,
     next_poll_delay,
 )
@@ -126,6 +131,8 @@ class _ClientSettings:
     retry_delay: float
     key_source: str = ""
     """Where the key came from, for the error that says it was rejected."""
+    base_url_source: str = ""
+    """Where the base URL came from, for the log line that says which API is used."""
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -145,10 +152,11 @@ def is_retryable_error(error: BaseException, *, idempotent: bool = True) -> bool
     """Whether repeating the request that raised ``error`` is both useful and safe.
 
     :param idempotent: False for the submit POST. Then only a request that provably was not
-        accepted is repeated: a 429 (WaveSpeed refused it) or a connection that never opened.
-        Anything that fails after the request went out may have created a paid prediction.
+        processed is repeated: a 429 or 503 (WaveSpeed refused it) or a connection that never
+        opened. Anything else that fails after the request went out may have created a paid
+        prediction.
     """
-    if isinstance(error, WaveSpeedRateLimitError):
+    if isinstance(error, (WaveSpeedRateLimitError, WaveSpeedUnavailableError)):
         return True
     if isinstance(error, WaveSpeedConnectionError):
         return idempotent or not error.request_sent
@@ -356,6 +364,14 @@ class WaveSpeedHook(BaseHook):
 
     def _settings_from(self, connection: Any | None) -> _ClientSettings:
         if connection is None:
+            if self.wavespeed_conn_id != self.default_conn_name:
+                # A mistyped connection id must not quietly fall back to another key (and API).
+                raise WaveSpeedError(
+                    f"There is no Airflow connection wavespeed_conn_id='{self.wavespeed_conn_id}'. Create a "
+                    f"connection of type 'wavespeed' with that id and your API key as its password, or fix the "
+                    f"id. (The {API_KEY_ENV_VAR} environment variable stands in only for the default "
+                    f"connection '{self.default_conn_name}'.)"
+                )
             api_key = os.environ.get(API_KEY_ENV_VAR, "")
             key_source = (
                 f"the {API_KEY_ENV_VAR} environment variable (there is no connection '{self.wavespeed_conn_id}')"
@@ -366,7 +382,11 @@ class WaveSpeedHook(BaseHook):
                     f"environment variable: create a connection of type 'wavespeed' named "
                     f"'{self.wavespeed_conn_id}' with your API key as its password, or set {API_KEY_ENV_VAR}."
                 )
-            base_url = _normalise_base_url(os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL, None)
+            base_url_env = os.environ.get(BASE_URL_ENV_VAR)
+            base_url = _normalise_base_url(base_url_env or DEFAULT_BASE_URL, None)
+            base_url_source = f"the {BASE_URL_ENV_VAR} environment variable"
+            if not base_url_env:
+                base_url_source = f"the default (no {BASE_URL_ENV_VAR})"
             extras: Mapping[str, Any] = {}
         else:
             api_key = connection.password or ""
@@ -377,8 +397,15 @@ class WaveSpeedHook(BaseHook):
                     "password (shown as 'API Key' in the connection form)."
                 )
             base_url = _normalise_base_url(connection.host or DEFAULT_BASE_URL, connection.port)
+            base_url_source = (
+                f"the host of the WaveSpeed connection '{self.wavespeed_conn_id}'"
+                if connection.host
+                else f"the default (the WaveSpeed connection '{self.wavespeed_conn_id}' has no host)"
+            )
             extras = connection.extra_dejson
         mask_secret(api_key)
+        # Where the key and the API come from, never the key itself.
+        log.info("WaveSpeed API key from %s; API %s from %s", key_source, base_url, base_url_source)
         unknown = sorted(set(extras) - _KNOWN_EXTRAS)
         if unknown:
             log.warning(
@@ -416,6 +443,7 @@ class WaveSpeedHook(BaseHook):
             retry_limit=option("retry_limit", _DEFAULT_RETRY_LIMIT, int, 0),
             retry_delay=option("retry_delay", _DEFAULT_RETRY_DELAY, float, 0),
             key_source=key_source,
+            base_url_source=base_url_source,
         )
 
     @property
@@ -441,8 +469,9 @@ class WaveSpeedHook(BaseHook):
         idempotent: bool,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
+        retry: bool = True,
     ) -> Any:
-        """Send one API request (with retries) and return the envelope's ``data``."""
+        """Send one API request (with retries unless ``retry`` is False) and return the envelope's ``data``."""
         settings = self._client_settings()
         url = f"{settings.base_url}{path}"
 
@@ -466,6 +495,8 @@ class WaveSpeedHook(BaseHook):
                 key_source=settings.key_source,
             )
 
+        if not retry:
+            return send_once()
         return self._with_retries(settings, send_once, idempotent=idempotent)
 
     @staticmethod
@@ -509,7 +540,10 @@ class WaveSpeedHook(BaseHook):
         except WaveSpeedNotFoundError as error:
             raise _unknown_model(model, error) from error
         except (WaveSpeedConnectionError, WaveSpeedServerError, WaveSpeedMalformedResponseError) as error:
-            if isinstance(error, WaveSpeedConnectionError) and not error.request_sent:
+            # Never processed: nothing was created, so nothing is uncertain.
+            if isinstance(error, WaveSpeedUnavailableError) or (
+                isinstance(error, WaveSpeedConnectionError) and not error.request_sent
+            ):
                 raise
             raise WaveSpeedSubmissionUncertainError(
                 f"Submitting to WaveSpeed model '{model}' may have created a paid prediction: the request "
@@ -524,11 +558,15 @@ class WaveSpeedHook(BaseHook):
         log.info("Submitted WaveSpeed prediction %s (model %s)", prediction.id, model)
         return prediction
 
-    def get_prediction(self, request_id: str) -> Prediction:
-        """The prediction's current state (``GET /api/v3/predictions/{id}/result``)."""
+    def get_prediction(self, request_id: str, *, retry: bool = True) -> Prediction:
+        """The prediction's current state (``GET /api/v3/predictions/{id}/result``).
+
+        :param retry: retry transient failures (the connection's ``retry_limit``); a caller with
+            its own backoff, such as :meth:`wait_for_prediction`, passes False.
+        """
         path = _result_path(request_id)
         try:
-            data = self._call("GET", path, idempotent=True)
+            data = self._call("GET", path, idempotent=True, retry=retry)
         except WaveSpeedNotFoundError as error:
             raise _unknown_prediction(request_id, error) from error
         return Prediction.from_api(data, url=f"{self.base_url}{path}")
@@ -540,30 +578,57 @@ class WaveSpeedHook(BaseHook):
         timeout: float | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        next_step: str | None = None,
     ) -> Prediction:
         """Poll until the prediction ends, on the adaptive schedule of :mod:`..polling`; return it.
 
+        Transient failures (WaveSpeed down, 429, 5xx, refused or timed-out connections, garbled
+        answers) never end the wait before ``timeout``: it checks again with capped backoff.
+
         :param timeout: seconds to wait at most (None: no limit).
         :param poll_interval: the first interval between polls (WaveSpeed asks >= 5 s for video).
-        :param max_poll_interval: the longest interval the schedule grows to.
+        :param max_poll_interval: the longest interval the schedule grows to, and the longest
+            pause between checks during an outage.
+        :param next_step: what the timeout error tells the user to do (default: PredictionSensor).
         :raises PredictionFailedError: it ended failed, cancelled, timed out or deleted.
         :raises PredictionWaitTimeoutError: ``timeout`` passed first; the prediction may still run.
+        :raises WaveSpeedError: a non-transient answer, such as a rejected key or an unknown id.
         """
         check_poll_intervals(poll_interval, max_poll_interval)
         started = time.monotonic()
         last_status = ""
+        failures = TransientFailures(request_id, poll_interval=poll_interval, max_poll_interval=max_poll_interval)
         while True:
-            prediction = self.get_prediction(request_id)
+            try:
+                prediction = self.get_prediction(request_id, retry=False)
+            except WaveSpeedError as error:
+                if not is_retryable_error(error):
+                    raise
+                delay = failures.failed(error, log)
+            else:
+                failures.recovered(prediction.status, log)
+                if prediction.status != last_status:
+                    log.info(
+                        "WaveSpeed prediction %s is %s (after %.0f s)",
+                        request_id,
+                        prediction.status,
+                        time.monotonic() - started,
+                    )
+                    last_status = prediction.status
+                prediction.raise_for_failure()
+                if prediction.is_completed:
+                    return prediction
+                delay = next_poll_delay(
+                    time.monotonic() - started, poll_interval=poll_interval, max_poll_interval=max_poll_interval
+                )
             waited = time.monotonic() - started
-            if prediction.status != last_status:
-                log.info("WaveSpeed prediction %s is %s (after %.0f s)", request_id, prediction.status, waited)
-                last_status = prediction.status
-            prediction.raise_for_failure()
-            if prediction.is_completed:
-                return prediction
             if timeout is not None and waited >= timeout:
-                raise PredictionWaitTimeoutError(request_id=request_id, waited_seconds=waited, last_status=last_status)
-            delay = next_poll_delay(waited, poll_interval=poll_interval, max_poll_interval=max_poll_interval)
+                raise PredictionWaitTimeoutError(
+                    request_id=request_id,
+                    waited_seconds=waited,
+                    last_status=last_status or "unknown",
+                    next_step=next_step,
+                )
             # The last sleep is cut short so the final poll lands on the deadline, not after it.
             time.sleep(delay if timeout is None else min(delay, timeout - waited))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,17 @@ from urllib.parse import urlsplit
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
     PredictionOutputError,
+    PredictionWaitTimeoutError,
     WaveSpeedAPIError,
     WaveSpeedConnectionError,
     WaveSpeedCostError,
+    WaveSpeedError,
     WaveSpeedInputSchemaError,
     WaveSpeedNotFoundError,
     WaveSpeedSubmissionUncertainError,
+    resume_hint,
 )
 from airflow_provider_wavespeed.links import StoredOutputLink, WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.media import (
@@ -69,6 +74,11 @@ PRICE_XCOM_KEY = "price"
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 """How the model reconciles a video and an audio of different lengths (see the README)."""
+
+UNCERTAIN_SUBMIT_POLICIES = ("fail", "resubmit")
+"""What a task does about a submit whose answer was lost (see :class:`WaveSpeedRunModelOperator`)."""
+RESUBMITS_PER_TRY = 2
+"""With ``uncertain_submit="resubmit"``, how often one try submits again after lost answers."""
 
 DEFAULT_TIMEOUT = timedelta(hours=2)
 # A mapped lipsync is labelled in the UI with what it dubs (``interview.fr``), not a bare index.
@@ -131,6 +141,14 @@ class WaveSpeedRunModelOperator(BaseOperator):
         the balance cannot cover).
     :param allow_unlisted_model: submit a model that WaveSpeed's catalog does not list (one newer
         than the catalog), without the input check. By default such a model fails before paying.
+    :param uncertain_submit: what to do about a submit that was sent but whose answer was lost
+        (a 500, 502 or 504, a timeout or a dropped connection after sending), so that a paid
+        prediction may exist. ``"fail"`` (default) never pays twice: the task fails, and its next
+        try submits again only once WaveSpeed's history proves that nothing was created; otherwise
+        it fails naming the candidates and the one command that lets it submit anew.
+        ``"resubmit"`` is at-least-once: the task submits again (at most twice per try), accepting
+        a possible second charge over a stuck pipeline. A 429 or 503 is never uncertain: WaveSpeed
+        did not process the request, and the submit is retried with backoff.
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "output_path", "webhook", "wavespeed_conn_id")
@@ -157,6 +175,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         max_price: float | None = None,
         min_balance_after: float | None = None,
         allow_unlisted_model: bool = False,
+        uncertain_submit: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -166,6 +185,11 @@ class WaveSpeedRunModelOperator(BaseOperator):
         if max_price is not None and max_price < 0:
             raise ValueError(f"max_price={max_price!r} must not be negative")
         check_poll_intervals(poll_interval, max_poll_interval)
+        if uncertain_submit not in UNCERTAIN_SUBMIT_POLICIES:
+            raise ValueError(
+                f"uncertain_submit={uncertain_submit!r} is not a policy; use 'fail' (never pay twice: fail and "
+                "say how to go on) or 'resubmit' (submit again, accepting a possible second charge)"
+            )
         check_if_output_exists(if_output_exists)
         timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         if not timeout_seconds > 0:
@@ -188,6 +212,7 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.max_price = max_price
         self.min_balance_after = min_balance_after
         self.allow_unlisted_model = allow_unlisted_model
+        self.uncertain_submit = uncertain_submit
         self.request_id: str | None = None
         self.quote: ModelPrice | None = None
         self.result: dict[str, Any] | None = None
@@ -249,20 +274,21 @@ class WaveSpeedRunModelOperator(BaseOperator):
         if not self.wait_for_completion:
             record.forget()
             return {**prediction.summary(), **self._price_fields(_quote_dict(self.quote))}
-        if not prediction.is_terminal:
-            prediction = self.hook.get_prediction(prediction.id)
         quote = _quote_dict(self.quote)
-        if prediction.is_terminal:
-            return self._finish(context, prediction, record, quote)
-        if self.deferrable:
-            self._defer(prediction)
-        completed = self.hook.wait_for_prediction(
-            prediction.id,
-            timeout=self.timeout_seconds,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-        )
-        return self._finish(context, completed, record, quote)
+        with _resume_hint_on_failure(prediction.id):
+            prediction = self._current_state(prediction)
+            if prediction.is_terminal:
+                return self._finish(context, prediction, record, quote)
+            if self.deferrable:
+                self._defer(prediction)
+            completed = self.hook.wait_for_prediction(
+                prediction.id,
+                timeout=self.timeout_seconds,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                next_step=f"{resume_hint(prediction.id)} Or raise the task's timeout.",
+            )
+            return self._finish(context, completed, record, quote)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: validate its event, then finish like ``execute``."""
@@ -272,16 +298,36 @@ class WaveSpeedRunModelOperator(BaseOperator):
             self.request_id = event["request_id"]  # known before validating, for a failed prediction's lineage
         prediction = prediction_from_event(event)
         self.request_id = prediction.id
-        return self._finish(context, prediction, SubmittedPredictionRecord(context), _pulled_quote(context))
+        with _resume_hint_on_failure(prediction.id):
+            return self._finish(context, prediction, SubmittedPredictionRecord(context), _pulled_quote(context))
 
     def on_kill(self) -> None:
         if self.request_id:
             self.log.warning(
-                "Task killed: WaveSpeed prediction %s may still be running and billed (WaveSpeed has no "
-                "cancel API). Collect its result with PredictionSensor(request_id='%s').",
-                self.request_id,
-                self.request_id,
+                "Task killed: WaveSpeed has no cancel API, so the prediction runs on. %s",
+                resume_hint(self.request_id),
             )
+
+    def _current_state(self, prediction: Prediction) -> Prediction:
+        """The prediction as WaveSpeed describes it now, or as submitted while WaveSpeed does not answer.
+
+        The wait that follows rides out outages; this one check must not fail the task before it.
+        """
+        from airflow_provider_wavespeed.hooks.wavespeed import is_retryable_error
+
+        if prediction.is_terminal:
+            return prediction
+        try:
+            return self.hook.get_prediction(prediction.id, retry=False)
+        except WaveSpeedError as error:
+            if not is_retryable_error(error):
+                raise
+            self.log.warning(
+                "WaveSpeed did not answer the first status check of prediction %s (%s); waiting for it anyway.",
+                prediction.id,
+                error,
+            )
+            return prediction
 
     # -- OpenLineage (the openlineage extra), called by its provider's listener --------------------
 
@@ -388,17 +434,39 @@ class WaveSpeedRunModelOperator(BaseOperator):
         def record_in_flight(submitted_at: str) -> None:
             record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=submitted_at))
 
-        try:
-            prediction = self.hook.submit(self.model, inputs, webhook=self.webhook, before_send=record_in_flight)
-        except WaveSpeedAPIError:
-            record.forget_uncertain()  # WaveSpeed answered that it refused it: nothing was created
-            raise
-        except WaveSpeedConnectionError as error:
-            if not error.request_sent:
-                record.forget_uncertain()
-            raise
-        record.remember(prediction.id)
-        return prediction
+        resubmits = RESUBMITS_PER_TRY if self.uncertain_submit == "resubmit" else 0
+        while True:
+            try:
+                prediction = self.hook.submit(self.model, inputs, webhook=self.webhook, before_send=record_in_flight)
+            except WaveSpeedAPIError:
+                record.forget_uncertain()  # WaveSpeed answered that it refused it: nothing was created
+                raise
+            except WaveSpeedConnectionError as error:
+                if not error.request_sent:
+                    record.forget_uncertain()
+                raise
+            except WaveSpeedSubmissionUncertainError as error:
+                if self.uncertain_submit == "fail":
+                    raise WaveSpeedSubmissionUncertainError(
+                        f"Submitting to WaveSpeed model '{error.model}' at {error.submitted_at} may have created a "
+                        f"paid prediction: the request was sent but its answer was lost ({error.__cause__ or error}). "
+                        "With "
+                        "uncertain_submit='fail' it is never sent again blindly: retrying or clearing "
+                        "this task first looks in WaveSpeed's history and submits again only if that submit "
+                        f"provably created nothing. To submit a new prediction regardless (paid): "
+                        f"{record.how_to_forget()}. To never stop here, set uncertain_submit='resubmit'.",
+                        model=error.model,
+                        submitted_at=error.submitted_at,
+                    ) from error
+                if resubmits == 0:
+                    raise
+                resubmits -= 1
+                self.log.warning(
+                    "%s uncertain_submit='resubmit': submitting again, so WaveSpeed may charge for both.", error
+                )
+                continue
+            record.remember(prediction.id)
+            return prediction
 
     def _check_against_catalog(self, inputs: dict[str, Any]) -> None:
         """Fail before anything is uploaded or paid if the catalog lacks the model or its schema refuses the inputs."""
@@ -471,6 +539,15 @@ class WaveSpeedRunModelOperator(BaseOperator):
         not; any other one might be, and is never adopted blindly (it could be another DAG's).
         """
         # An id this task instance recorded is its own (an earlier, failed prediction), so not the lost one.
+        if self.uncertain_submit == "resubmit":
+            self.log.warning(
+                "An earlier try's submit to WaveSpeed model '%s' at %s left no request id; it may have created a "
+                "paid prediction. uncertain_submit='resubmit': submitting again, so WaveSpeed may charge for both.",
+                uncertain.model,
+                uncertain.submitted_at,
+            )
+            record.forget_uncertain()
+            return
         claimed = self._request_ids_claimed_by_others(context) | {record.recall() or ""}
         candidates = unclaimed_candidates(self.hook, uncertain, claimed)
         if not candidates:
@@ -490,10 +567,10 @@ class WaveSpeedRunModelOperator(BaseOperator):
             f"An earlier try's submit to WaveSpeed model '{uncertain.model}' at {uncertain.submitted_at} left no "
             "request id (its answer was lost, or the try died while submitting), and WaveSpeed lists "
             f"{len(candidates)} prediction(s) of that model created since {uncertain.search_from} that no other "
-            f"task of this DAG run claims: {shown}{more}. One of them may be this task's; WaveSpeed's history "
-            "shows no inputs, so it cannot be told apart, and nothing was submitted again. Wait for the right "
-            "one with PredictionSensor(request_id=...), or, to submit a new (paid) prediction, "
-            f"{record.how_to_forget()} and run the task again.",
+            f"task of this DAG run claims: {shown}{more}. One of them may be this task's (other DAGs may use the "
+            "model too); WaveSpeed's history shows no inputs, so it cannot be told apart, and nothing was "
+            "submitted again (uncertain_submit='fail'). To submit a new prediction (paid; the lost one, if it "
+            f"exists, stays billed): {record.how_to_forget()}. To never stop here, set uncertain_submit='resubmit'.",
             model=uncertain.model,
             submitted_at=uncertain.submitted_at,
         )
@@ -729,3 +806,22 @@ def _object_storage_schemes() -> set[str]:
     import fsspec
 
     return set(fsspec.available_protocols()) - {"http", "https", "file", "local"}
+
+
+@contextmanager
+def _resume_hint_on_failure(request_id: str) -> Iterator[None]:
+    """Say, in the message of a failure that leaves a paid prediction behind, how to resume it for free.
+
+    Not for a prediction that failed or whose output is unusable (a retry submits anew, as their
+    messages say), nor one WaveSpeed does not know, nor a message that already says it.
+    """
+    try:
+        yield
+    except (PredictionFailedError, PredictionOutputError, WaveSpeedNotFoundError):
+        raise
+    except WaveSpeedError as error:
+        hint = resume_hint(request_id)
+        if isinstance(error, PredictionWaitTimeoutError) or hint in str(error):
+            raise
+        error.args = (f"{error} {hint}", *error.args[1:])
+        raise

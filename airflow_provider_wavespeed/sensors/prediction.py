@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_wavespeed.exceptions import WaveSpeedError
 from airflow_provider_wavespeed.links import WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.outputs import (
     IfOutputExists,
@@ -41,7 +42,9 @@ class PredictionSensor(BaseSensorOperator):
     ``request_id="{{ ti.xcom_pull(task_ids='submit', key='request_id') }}"``. A failed, cancelled,
     timed-out or deleted prediction fails the task with WaveSpeed's code and message.
 
-    In poke or reschedule mode it checks every ``poke_interval`` seconds from a worker. With
+    In poke or reschedule mode it checks every ``poke_interval`` seconds from a worker, and a check
+    that fails for a transient reason (WaveSpeed down, a gateway error, a timeout) counts as "not
+    done yet" until the sensor's ``timeout``. With
     ``deferrable=True`` (recommended) it waits in the triggerer on the adaptive schedule, from
     ``poke_interval`` up to ``max_poll_interval``.
 
@@ -93,7 +96,16 @@ class PredictionSensor(BaseSensorOperator):
         return WaveSpeedHook(self.wavespeed_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        prediction = self.hook.get_prediction(self.request_id)
+        from airflow_provider_wavespeed.hooks.wavespeed import is_retryable_error
+
+        try:
+            prediction = self.hook.get_prediction(self.request_id)
+        except WaveSpeedError as error:
+            # An outage is not the prediction's end: the sensor's own timeout bounds the wait.
+            if not is_retryable_error(error):
+                raise
+            self.log.warning("WaveSpeed did not answer for prediction %s (%s); checking again.", self.request_id, error)
+            return False
         prediction.raise_for_failure()
         if not prediction.is_completed:
             self.log.info("WaveSpeed prediction %s is %s", self.request_id, prediction.status)

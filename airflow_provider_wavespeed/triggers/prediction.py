@@ -20,19 +20,20 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_wavespeed.exceptions import (
     PredictionWaitTimeoutError,
     WaveSpeedError,
+    WaveSpeedNotFoundError,
+    resume_hint,
 )
 from airflow_provider_wavespeed.models import Prediction
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
+    TransientFailures,
     check_poll_intervals,
     next_poll_delay,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 """Every event carries ``status`` (one of these) and ``request_id``."""
@@ -43,8 +44,10 @@ class PredictionTrigger(BaseTrigger):
 
     Events (all carry ``request_id``): ``success`` and ``failed`` with the ``prediction`` as
     WaveSpeed described it; ``timeout`` with the ``last_status`` seen; ``error`` with a ``message``
-    (a bad key, an unknown id, or more than ``max_consecutive_failures`` transient failures in a
-    row). :func:`prediction_from_event` turns an event back into a result or a typed error.
+    (a bad key, an unknown id). Transient failures (WaveSpeed down, 429, 5xx, refused or timed-out
+    connections, garbled answers) never end the wait: it checks again with capped backoff until
+    ``end_time`` (:mod:`airflow_provider_wavespeed.polling`). :func:`prediction_from_event` turns
+    an event back into a result or a typed error.
 
     :param request_id: the prediction to wait for.
     :param end_time: when to give up, as a wall-clock Unix time. Wall-clock deliberately: the
@@ -53,8 +56,8 @@ class PredictionTrigger(BaseTrigger):
     :param submitted_at: Unix time of the submit, from which the poll interval grows.
     :param wavespeed_conn_id: the Airflow connection holding the API key.
     :param poll_interval: the first interval between polls, in seconds.
-    :param max_poll_interval: the longest interval the schedule grows to, in seconds.
-    :param max_consecutive_failures: transient failures (network, 429, 5xx) tolerated in a row.
+    :param max_poll_interval: the longest interval the schedule grows to, and the longest pause
+        between checks during an outage, in seconds.
     """
 
     def __init__(
@@ -66,7 +69,6 @@ class PredictionTrigger(BaseTrigger):
         wavespeed_conn_id: str = "wavespeed_default",
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
-        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
     ) -> None:
         super().__init__()
         check_poll_intervals(poll_interval, max_poll_interval)
@@ -76,7 +78,6 @@ class PredictionTrigger(BaseTrigger):
         self.wavespeed_conn_id = wavespeed_conn_id
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = float(max_poll_interval)
-        self.max_consecutive_failures = int(max_consecutive_failures)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -88,7 +89,6 @@ class PredictionTrigger(BaseTrigger):
                 "wavespeed_conn_id": self.wavespeed_conn_id,
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
-                "max_consecutive_failures": self.max_consecutive_failures,
             },
         )
 
@@ -104,41 +104,25 @@ class PredictionTrigger(BaseTrigger):
     async def _poll_until_done(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
 
-        # The trigger owns retrying: its loop already sleeps between polls, and it counts failures.
+        # The trigger owns retrying: its loop already sleeps between polls, and rides out outages.
         hook = WaveSpeedHook(self.wavespeed_conn_id, retry_limit=0)
         last_status = ""
-        consecutive_failures = 0
+        failures = TransientFailures(
+            self.request_id, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
+        )
         while True:
             try:
                 prediction = await hook.aget_prediction(self.request_id)
-            # Any failure becomes an event, never a crashed trigger; CancelledError is a BaseException
-            # and propagates.
+            # Any failure becomes an event or a later check, never a crashed trigger; CancelledError
+            # is a BaseException and propagates.
             except Exception as error:  # noqa: BLE001
                 if not is_retryable_error(error):
-                    yield self._error(f"Stopped waiting for WaveSpeed prediction {self.request_id}: {error}")
+                    hint = "" if isinstance(error, WaveSpeedNotFoundError) else f" {resume_hint(self.request_id)}"
+                    yield self._error(f"Stopped waiting for WaveSpeed prediction {self.request_id}: {error}{hint}")
                     return
-                consecutive_failures += 1
-                if consecutive_failures > self.max_consecutive_failures:
-                    yield self._error(
-                        f"Stopped waiting for WaveSpeed prediction {self.request_id} after "
-                        f"{consecutive_failures} failed status checks in a row; the last: {error}. "
-                        "The prediction may still be running: wait for it again with "
-                        f"PredictionSensor(request_id='{self.request_id}')."
-                    )
-                    return
-                delay = max(
-                    getattr(error, "retry_after", None) or 0.0,
-                    self.poll_interval * 2 ** (consecutive_failures - 1),
-                )
-                self.log.warning(
-                    "Status check %d of WaveSpeed prediction %s failed (%s); next try in %.1f s",
-                    consecutive_failures,
-                    self.request_id,
-                    error,
-                    delay,
-                )
+                delay = failures.failed(error, self.log)
             else:
-                consecutive_failures = 0
+                failures.recovered(prediction.status, self.log)
                 elapsed = time.time() - self.submitted_at
                 if prediction.status != last_status:
                     self.log.info(
@@ -187,13 +171,11 @@ class PredictionTrigger(BaseTrigger):
         """Called on Airflow 3.3+ when a user kills the deferred task (never on a triggerer restart).
 
         WaveSpeed has no cancel endpoint, so the prediction runs (and is billed) to its end; say so
-        with its id, so that its result can still be collected.
+        with its id, and how its result is still collected.
         """
         self.log.warning(
-            "Task killed while waiting: WaveSpeed prediction %s may still be running and billed (WaveSpeed "
-            "has no cancel API). Collect its result with PredictionSensor(request_id='%s').",
-            self.request_id,
-            self.request_id,
+            "Task killed while waiting: WaveSpeed has no cancel API, so the prediction runs on. %s",
+            resume_hint(self.request_id),
         )
 
 
@@ -219,6 +201,7 @@ def prediction_from_event(event: Any) -> Prediction:
             request_id=request_id,
             waited_seconds=float(event.get("waited_seconds") or 0),
             last_status=str(event.get("last_status") or "unknown"),
+            next_step=f"{resume_hint(request_id)} Or raise the task's timeout.",
         )
     if status == "error":
         raise WaveSpeedError(str(event.get("message") or f"PredictionTrigger failed for {request_id}"))

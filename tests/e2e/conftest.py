@@ -82,6 +82,9 @@ def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "WAVESPEED_EXAMPLE_MEDIA": str(media),
             "WAVESPEED_EXAMPLE_STORAGE": f"file://{media}",
+            "WAVESPEED_OUTAGE_OUTPUT": f"{media}/outage-outputs/",
+            # A two-core machine starting many tasks at once parses DAG files slowly.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
             "WAVESPEED_API_KEY": emulator.api_key,
             "WAVESPEED_BASE_URL": emulator.base_url,
             "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.dag_scoped_auth.DagScopedAuthManager",

@@ -1,7 +1,8 @@
 """The API key appears nowhere Airflow or the emulator keeps a record of a run.
 
 One run of ``e2e_secret_hygiene`` meets the key in every way a task can (a deferred success, a
-failed prediction, a 401 from a wrong key, a key from ``WAVESPEED_API_KEY``); then every place is
+failed prediction, a 401 from a wrong key, a mistyped connection id while ``WAVESPEED_API_KEY`` is
+set); then every place is
 searched for the two keys in use, in each form they could plausibly take. Each search first proves
 it read something real (a request id, a traceback, an access line), so an empty or unread source
 can never pass for a clean one.
@@ -29,12 +30,12 @@ from tests.e2e.conftest import WRONG_API_KEY, requires_api_server, run_to_the_en
 pytestmark = [pytest.mark.e2e, requires_api_server]
 
 DAG_ID = "e2e_secret_hygiene"
-DEFERRED_TASKS = ("lipsync", "unreachable_media", "key_from_environment")
+DEFERRED_TASKS = ("lipsync", "unreachable_media")
 EXPECTED_STATES = {
     "lipsync": "success",
     "unreachable_media": "failed",
     "wrong_key": "failed",
-    "key_from_environment": "success",
+    "mistyped_connection": "failed",
 }
 FERNET_PREFIX = "gAAAAA"
 # Where the key is meant to be: the connection's password, encrypted.
@@ -169,7 +170,8 @@ def test_no_task_log_served_by_the_api_has_the_key(airflow: LocalAirflow, hygien
 
 def test_no_exception_message_has_the_key(airflow: LocalAirflow, hygiene_run: HygieneRun, keys: list[str]):
     failures = {
-        task_id: airflow.task_log(DAG_ID, hygiene_run.run_id, task_id) for task_id in ("unreachable_media", "wrong_key")
+        task_id: airflow.task_log(DAG_ID, hygiene_run.run_id, task_id)
+        for task_id in ("unreachable_media", "wrong_key", "mistyped_connection")
     }
     # The failures are in the logs with their type, message and traceback frames.
     assert "PredictionFailedError" in failures["unreachable_media"]
@@ -177,6 +179,8 @@ def test_no_exception_message_has_the_key(airflow: LocalAirflow, hygiene_run: Hy
     assert "media.invalid" in failures["unreachable_media"]
     assert "WaveSpeedAuthError" in failures["wrong_key"]
     assert "HTTP 401" in failures["wrong_key"]
+    # WAVESPEED_API_KEY is set in every component, and stands in only for the default connection.
+    assert "no Airflow connection wavespeed_conn_id='wavespeed_mistyped'" in failures["mistyped_connection"]
     for text in failures.values():
         assert "frames" in text or "Traceback" in text
 
@@ -232,7 +236,6 @@ def test_no_trigger_kwargs_have_the_key(airflow: LocalAirflow, hygiene_run: Hygi
     plain_text = json.dumps(plain)
     for task_id in DEFERRED_TASKS:
         assert hygiene_run.request_ids[task_id] in plain_text, f"the trigger of {task_id} was captured"
-    assert "wavespeed_from_environment" in plain_text
 
     assert leaks("\n".join(stored), keys) == []
     assert leaks(plain_text, keys) == []

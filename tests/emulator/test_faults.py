@@ -128,10 +128,11 @@ def listed_prediction_count(api: Api) -> int:
     [
         FaultConfig(rate_500=1.0, after_accept_rate=1.0),
         FaultConfig(rate_502=1.0, after_accept_rate=1.0),
+        FaultConfig(rate_504=1.0, after_accept_rate=1.0),
         FaultConfig(rate_drop=1.0, after_accept_rate=1.0),
         FaultConfig(rate_malformed=1.0, malformed_kinds=("truncated_json",), after_accept_rate=1.0),
     ],
-    ids=["500", "502", "drop", "truncated"],
+    ids=["500", "502", "504", "drop", "truncated"],
 )
 def test_submit_fault_after_accept_leaves_a_prediction_behind(
     api: Api, emulator: WaveSpeedEmulator, faults: FaultConfig
@@ -152,10 +153,11 @@ def test_submit_fault_after_accept_leaves_a_prediction_behind(
         FaultConfig(rate_drop=1.0, after_accept_rate=0.0),
         FaultConfig(rate_429=1.0, after_accept_rate=1.0),
         FaultConfig(rate_429_retry_after=1.0, after_accept_rate=1.0),
+        FaultConfig(rate_503=1.0, after_accept_rate=1.0),
     ],
-    ids=["500-before", "drop-before", "429", "429-retry-after"],
+    ids=["500-before", "drop-before", "429", "429-retry-after", "503"],
 )
-def test_submit_fault_before_accept_and_every_429_create_no_prediction(
+def test_submit_fault_before_accept_and_every_429_and_503_create_no_prediction(
     api: Api, emulator: WaveSpeedEmulator, faults: FaultConfig
 ) -> None:
     emulator.set_faults(faults)
@@ -223,13 +225,13 @@ def test_admin_endpoint_sets_and_validates_faults(api: Api) -> None:
     admin = f"{api.base_url}/_emulator/faults"
 
     applied = requests.post(admin, json={"rate_503": 1, "routes": ["balance"]}, timeout=10)
-    unknown = requests.post(admin, json={"rate_504": 1}, timeout=10)
+    unknown = requests.post(admin, json={"rate_505": 1}, timeout=10)
     mistyped = requests.post(admin, json={"rate_503": "often"}, timeout=10)
 
     assert applied.status_code == 200
     assert applied.json()["faults"]["rate_503"] == 1.0
     assert api.get(BALANCE).status_code == 503
-    assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown fault setting 'rate_504'"})
+    assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown fault setting 'rate_505'"})
     assert (mistyped.status_code, mistyped.json()) == (400, {"error": "rate_503 must be a float, got 'often'"})
 
 

@@ -143,6 +143,18 @@ def sense(request_id: str | None = None) -> Callable[[Peer], Any]:
     return run
 
 
+def poll() -> Callable[[Peer], Any]:
+    """One status check through the hook (its retries included) of the prepared prediction.
+
+    Not a wait: a wait rides such answers out as an outage, until its timeout (tests/unit).
+    """
+
+    def run(peer: Peer) -> Any:
+        return WaveSpeedHook().get_prediction(peer.request_id)
+
+    return run
+
+
 def local_video(peer: Peer) -> str:
     return str(make_video(peer.tmp_path / "talk.mp4", 1))
 
@@ -397,7 +409,7 @@ MATRIX = [
         "status-unknown",
         lipsync(timeout=0.3),
         PredictionWaitTimeoutError,
-        ("req-recorded", "'queued_for_review'", "does not know", "PredictionSensor(request_id='req-recorded')"),
+        ("req-recorded", "'queued_for_review'", "does not know", "resumes that prediction without paying again"),
         calls={**QUOTED, "submit": 1, "result": ANY},
         paid=1,
         recorded=(
@@ -408,7 +420,7 @@ MATRIX = [
     # -- answers that are not the documented envelope ---------------------------------------------
     Case(
         "html-502-page-on-a-poll",
-        sense(),
+        poll(),
         WaveSpeedServerError,
         ("HTTP 502", "HTML page", "gateway", "502 Bad Gateway", "retry later"),
         calls={"result": 1 + RETRY_LIMIT},
@@ -419,14 +431,19 @@ MATRIX = [
         "html-502-page-on-the-submit",
         lipsync(),
         WaveSpeedSubmissionUncertainError,
-        ("'sync/lipsync-1.9.0-beta'", "may have created a paid prediction", "HTML page", "PredictionSensor"),
+        (
+            "'sync/lipsync-1.9.0-beta'",
+            "may have created a paid prediction",
+            "HTML page",
+            "looks in WaveSpeed's history",
+        ),
         calls={**QUOTED, "submit": 1},
         paid=1,
         faults=submit_faults(rate_502=1.0),
     ),
     Case(
         "truncated-json-on-a-poll",
-        sense(),
+        poll(),
         WaveSpeedMalformedResponseError,
         ("HTTP 200", "not valid JSON (truncated or garbled)", "retry later"),
         calls={"result": 1 + RETRY_LIMIT},
@@ -435,7 +452,7 @@ MATRIX = [
     ),
     Case(
         "envelope-code-500-under-http-200",
-        sense(),
+        poll(),
         WaveSpeedServerError,
         ("HTTP 200, code 500", "Internal server error", "retry later"),
         calls={"result": 1 + RETRY_LIMIT},
@@ -444,7 +461,7 @@ MATRIX = [
     ),
     Case(
         "missing-data-id-on-a-poll",
-        sense(),
+        poll(),
         WaveSpeedMalformedResponseError,
         ("no prediction id ('data.id' is None)", "retry later"),
         calls={"result": 1},

@@ -25,8 +25,10 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
+    WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedSubmissionUncertainError,
+    WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.hooks import wavespeed as hook_module
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
@@ -124,19 +126,47 @@ def test_connection_without_key_says_where_to_put_it(wavespeed_connection):
         WaveSpeedHook().base_url  # noqa: B018
 
 
-def test_missing_connection_falls_back_to_the_sdk_environment_variable(monkeypatch, requests_mock):
+def test_missing_default_connection_falls_back_to_the_sdk_environment_variable(monkeypatch, requests_mock, caplog):
+    caplog.set_level(logging.INFO, logger=hook_module.__name__)
     monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
     monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:1234")
     requests_mock.get("http://127.0.0.1:1234/api/v3/balance", json=envelope({"balance": 1}))
     with mock.patch.object(hook_module, "mask_secret") as mask:
-        assert WaveSpeedHook("no_such_connection").get_balance() == 1.0
+        assert WaveSpeedHook().get_balance() == 1.0
     mask.assert_called_once_with("env-key-123456")
     assert requests_mock.last_request.headers["Authorization"] == "Bearer env-key-123456"
+    (source,) = [record.getMessage() for record in caplog.records if "API key from" in record.getMessage()]
+    assert "WAVESPEED_API_KEY environment variable (there is no connection 'wavespeed_default')" in source
+    assert "API http://127.0.0.1:1234 from the WAVESPEED_BASE_URL environment variable" in source
+    assert "env-key-123456" not in source
+
+
+def test_a_mistyped_connection_id_fails_naming_it_and_never_uses_the_environment(monkeypatch, requests_mock):
+    monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
+    monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:1234")
+
+    with pytest.raises(WaveSpeedError, match="no Airflow connection wavespeed_conn_id='wavespeed_prod'") as raised:
+        WaveSpeedHook("wavespeed_prod").get_balance()
+
+    assert "stands in only for the default connection 'wavespeed_default'" in str(raised.value)
+    assert not requests_mock.called
+
+
+def test_the_hook_logs_where_its_key_and_base_url_came_from_never_the_key(hook, requests_mock, caplog):
+    caplog.set_level(logging.INFO, logger=hook_module.__name__)
+    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
+
+    hook.get_balance()
+
+    (source,) = [record.getMessage() for record in caplog.records if "API key from" in record.getMessage()]
+    assert "the password (API Key) of the WaveSpeed connection 'wavespeed_default'" in source
+    assert f"API {BASE} from the host of the WaveSpeed connection 'wavespeed_default'" in source
+    assert TEST_API_KEY not in source
 
 
 def test_missing_connection_and_variable_explains_both_ways():
-    with pytest.raises(WaveSpeedError, match="No Airflow connection 'nope'.*WAVESPEED_API_KEY"):
-        WaveSpeedHook("nope").base_url  # noqa: B018
+    with pytest.raises(WaveSpeedError, match="No Airflow connection 'wavespeed_default'.*WAVESPEED_API_KEY"):
+        WaveSpeedHook().base_url  # noqa: B018
 
 
 # Places a key could plausibly be read from by mistake; the hook must read none of them.
@@ -188,8 +218,8 @@ def test_missing_connection_reads_only_the_sdk_environment_variable(monkeypatch,
     for name, value in DECOY_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
 
-    with pytest.raises(WaveSpeedError, match="No Airflow connection 'no_such_connection' and no WAVESPEED_API_KEY"):
-        WaveSpeedHook("no_such_connection").get_balance()
+    with pytest.raises(WaveSpeedError, match="No Airflow connection 'wavespeed_default' and no WAVESPEED_API_KEY"):
+        WaveSpeedHook().get_balance()
     assert not requests_mock.called
 
 
@@ -292,10 +322,39 @@ def test_submit_gives_up_after_the_retry_limit_when_nothing_listens(hook, reques
 
 
 @pytest.mark.parametrize(
+    "unavailable",
+    [
+        {"status_code": 503, "json": envelope(None, 503, "Service Unavailable")},
+        {"status_code": 503, "text": "<html>503 Service Temporarily Unavailable</html>"},
+        {"json": envelope(None, 5003, "Service Unavailable: try again later")},
+    ],
+    ids=["503", "503-html", "code-5003"],
+)
+def test_a_submit_answered_unavailable_was_not_processed_and_is_retried(hook, requests_mock, unavailable):
+    requests_mock.post(SUBMIT_URL, [unavailable, {"json": prediction()}])
+    sent: list[str] = []
+
+    assert hook.submit(MODEL, INPUTS, before_send=sent.append).id == "req-1"
+
+    assert requests_mock.call_count == 2
+    assert len(sent) == 1, "one submit, announced once, however often it is retried"
+
+
+def test_a_submit_unavailable_past_the_retry_limit_is_not_uncertain(hook, requests_mock):
+    requests_mock.post(SUBMIT_URL, status_code=503, json=envelope(None, 503, "Service Unavailable"))
+
+    with pytest.raises(WaveSpeedUnavailableError, match="was not processed"):
+        hook.submit(MODEL, INPUTS)
+
+    assert requests_mock.call_count == 4  # 1 + retry_limit 3
+
+
+@pytest.mark.parametrize(
     "response",
     [
         {"status_code": 500, "json": envelope(None, 500, "internal")},
         {"status_code": 502, "text": "<html>Bad Gateway</html>"},
+        {"status_code": 504, "text": "<html>Gateway Time-out</html>"},
         {"exc": requests.ReadTimeout("read timed out")},
         {"exc": requests.ConnectionError("Connection aborted: RemoteDisconnected")},
         {"json": envelope({"status": "created"})},  # accepted, but the id was lost
@@ -454,6 +513,119 @@ def test_wait_for_prediction_times_out_naming_the_running_prediction(hook, reque
     assert raised.value.last_status == "processing"
     assert sleeps == [4, 4, 2]  # the last poll lands on the deadline
     assert requests_mock.call_count == 4
+
+
+class FakeClock:
+    """``time.monotonic`` and ``time.sleep`` for the hook's wait: sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    fake = FakeClock()
+    with (
+        mock.patch.object(hook_module.time, "monotonic", side_effect=lambda: fake.now),
+        mock.patch.object(hook_module.time, "sleep", side_effect=fake.sleep),
+    ):
+        yield fake
+
+
+OUTAGE_ANSWERS = [
+    {"status_code": 503, "json": envelope(None, 503, "Service Unavailable")},
+    {"exc": refused()},
+    {"exc": requests.ReadTimeout("read timed out")},
+    {"status_code": 502, "text": "<html>Bad Gateway</html>"},
+    {"text": "<html>maintenance</html>"},
+    {"status_code": 429, "json": envelope(None, 429, "slow down"), "headers": {"Retry-After": "7"}},
+    {"status_code": 500, "json": envelope(None, 500, "internal")},
+    {"exc": requests.ConnectionError("Connection aborted: RemoteDisconnected")},
+]
+
+
+def test_wait_for_prediction_rides_out_an_outage_and_never_pauses_longer_than_max_poll_interval(
+    hook, requests_mock, clock, caplog
+):
+    caplog.set_level(logging.INFO, logger=hook_module.__name__)
+    outage = OUTAGE_ANSWERS * 5  # far more failures in a row than the connection's retry_limit
+    requests_mock.get(RESULT_URL, [{"json": prediction("processing")}, *outage, {"json": prediction("completed")}])
+
+    done = hook.wait_for_prediction("req-1", timeout=3600, poll_interval=2, max_poll_interval=15)
+
+    assert done.status == "completed"
+    assert requests_mock.call_count == len(outage) + 2, "one request per check: the wait owns the backoff"
+    assert max(clock.sleeps) <= 15
+    assert clock.sleeps[-1] == 15, "capped, yet still checking"
+    failures = [
+        record
+        for record in caplog.records
+        if "Status check of WaveSpeed prediction req-1 failed" in record.getMessage()
+    ]
+    assert len(failures) == len(outage), "one line per failed check"
+    assert all(record.levelno == logging.WARNING for record in failures)
+    assert any(f"after {len(outage)} failed status checks" in record.getMessage() for record in caplog.records)
+
+
+def test_wait_for_prediction_backs_off_exponentially_with_jitter_and_honours_retry_after(hook, requests_mock, clock):
+    failure = {"status_code": 503, "json": envelope(None, 503, "Service Unavailable")}
+    requests_mock.get(
+        RESULT_URL,
+        [
+            failure,
+            failure,
+            failure,
+            {"status_code": 429, "json": envelope(None, 429, "slow"), "headers": {"Retry-After": "30"}},
+            {"status_code": 429, "json": envelope(None, 429, "slow"), "headers": {"Retry-After": "600"}},
+            {"json": prediction("completed")},
+        ],
+    )
+
+    hook.wait_for_prediction("req-1", timeout=3600, poll_interval=4, max_poll_interval=60)
+
+    first, second, third, retry_after, too_long = clock.sleeps
+    assert 2 <= first <= 4 and 4 <= second <= 8 and 8 <= third <= 16
+    assert retry_after == 30
+    assert too_long == 60, "a Retry-After past max_poll_interval is capped: the outage's end is noticed in time"
+
+
+def test_wait_for_prediction_through_an_outage_longer_than_its_timeout_times_out_saying_how_to_resume(
+    hook, requests_mock, clock
+):
+    requests_mock.get(RESULT_URL, status_code=503, json=envelope(None, 503, "Service Unavailable"))
+
+    with pytest.raises(PredictionWaitTimeoutError, match="clear this task") as raised:
+        hook.wait_for_prediction(
+            "req-1", timeout=300, poll_interval=5, max_poll_interval=30, next_step="clear this task"
+        )
+
+    assert raised.value.last_status == "unknown"
+    assert 300 <= clock.now <= 300 + 30
+    assert sum(clock.sleeps) == pytest.approx(clock.now)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status_code": 401, "json": envelope(None, 401, "Unauthorized")}, WaveSpeedAuthError),
+        ({"status_code": 403, "json": envelope(None, 403, "Forbidden")}, WaveSpeedAuthError),
+        ({"status_code": 404, "json": envelope(None, 404, "not found")}, WaveSpeedNotFoundError),
+    ],
+)
+def test_wait_for_prediction_fails_at_once_on_an_answer_that_is_not_transient(
+    hook, requests_mock, clock, answer, error
+):
+    requests_mock.get(RESULT_URL, [{"status_code": 503, "json": envelope(None, 503, "x")}, answer])
+
+    with pytest.raises(error):
+        hook.wait_for_prediction("req-1", timeout=3600)
+
+    assert requests_mock.call_count == 2
 
 
 def test_list_predictions_sends_filters_and_parses_items(hook, requests_mock):
@@ -652,7 +824,11 @@ def test_balance_that_is_not_a_number_is_malformed(hook, requests_mock):
     [
         (WaveSpeedConnectionError("x", request_sent=False), True, True),
         (WaveSpeedConnectionError("x", request_sent=True), True, False),
-        (WaveSpeedServerError("x", http_status=503), True, False),
+        (WaveSpeedServerError("x", http_status=500), True, False),
+        (WaveSpeedServerError("x", http_status=504), True, False),
+        (WaveSpeedUnavailableError("x", http_status=503), True, True),
+        (WaveSpeedRateLimitError("x", http_status=429), True, True),
+        (WaveSpeedNotFoundError("x", http_status=404), False, False),
         (WaveSpeedAuthError("x", http_status=401), False, False),
         (WaveSpeedAPIError("x", http_status=400), False, False),
         (WaveSpeedMalformedResponseError("x", http_status=200), True, False),

@@ -119,7 +119,7 @@ async def test_missing_connection_takes_the_key_from_the_sdk_environment_variabl
     monkeypatch.setenv("WAVESPEED_BASE_URL", api.base_url)
     api.add("GET", RESULT_PATH, Reply(json_body=prediction()))
 
-    await WaveSpeedHook("no_such_connection").aget_prediction("req-1")
+    await WaveSpeedHook().aget_prediction("req-1")
 
     assert api.requests[0].headers["Authorization"] == "Bearer env-key-123456"
     await close_shared_client_session()

@@ -14,6 +14,7 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
+    WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.models import Prediction, PredictionStatus, parse_envelope
 
@@ -99,7 +100,7 @@ def test_unknown_status_counts_as_running_and_is_logged_once(caplog):
         (404, WaveSpeedNotFoundError),
         (429, WaveSpeedRateLimitError),
         (500, WaveSpeedServerError),
-        (503, WaveSpeedServerError),
+        (503, WaveSpeedUnavailableError),
         (400, WaveSpeedAPIError),
     ],
 )

@@ -14,8 +14,11 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionWaitTimeoutError,
+    WaveSpeedAuthError,
+    WaveSpeedConnectionError,
     WaveSpeedError,
     WaveSpeedNotFoundError,
+    WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, Prediction
 from airflow_provider_wavespeed.operators.lipsync import (
@@ -229,7 +232,10 @@ def test_non_deferrable_waits_on_the_worker_and_returns_a_small_result(hook):
 
     result = lipsync(deferrable=False, timeout=300).execute(context)
 
-    hook.wait_for_prediction.assert_called_once_with("req-1", timeout=300.0, poll_interval=5.0, max_poll_interval=60.0)
+    hook.wait_for_prediction.assert_called_once_with(
+        "req-1", timeout=300.0, poll_interval=5.0, max_poll_interval=60.0, next_step=mock.ANY
+    )
+    assert "resumes that prediction without paying again" in hook.wait_for_prediction.call_args.kwargs["next_step"]
     assert result == {
         "request_id": "req-1",
         "model": "sync/lipsync-1.9.0-beta",
@@ -499,3 +505,23 @@ def test_template_fields_cover_what_users_template():
     assert set(LipsyncOperator.template_fields) >= {"video", "audio", "sync_mode", "model", "output_path"}
     assert "inputs" in WaveSpeedRunModelOperator.template_fields
     assert "request_id" in PredictionSensor.template_fields
+
+
+@pytest.mark.parametrize(
+    "transient",
+    [
+        WaveSpeedUnavailableError("down", http_status=503),
+        WaveSpeedConnectionError("refused", request_sent=False),
+    ],
+)
+def test_a_poking_sensor_counts_a_transient_failure_as_not_done_yet(sensor_hook, transient):
+    sensor_hook.get_prediction.side_effect = transient
+
+    assert PredictionSensor(task_id="wait", request_id="req-1").poke(make_context()) is False
+
+
+def test_a_poking_sensor_fails_at_once_on_a_rejected_key(sensor_hook):
+    sensor_hook.get_prediction.side_effect = WaveSpeedAuthError("rejected", http_status=401)
+
+    with pytest.raises(WaveSpeedAuthError):
+        PredictionSensor(task_id="wait", request_id="req-1").poke(make_context())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any
 from unittest import mock
@@ -52,14 +53,32 @@ def trigger_log(capsys, caplog):
     return lines
 
 
+class Clock:
+    """The trigger's wall clock, advanced only by its own sleeps."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def sleeps(monkeypatch):
-    """Make the trigger's sleeps instant, and record them."""
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(trigger_module, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def sleeps(monkeypatch, clock):
+    """Make the trigger's sleeps instant (they advance its clock), and record them."""
     recorded: list[float] = []
     real_sleep = asyncio.sleep
 
     async def fake_sleep(seconds: float) -> None:
         recorded.append(seconds)
+        clock.now += seconds
         await real_sleep(0)
 
     monkeypatch.setattr(trigger_module.asyncio, "sleep", fake_sleep)
@@ -85,7 +104,7 @@ async def only_event(trigger: PredictionTrigger) -> dict:
 
 
 def test_serialize_round_trips_exactly_with_plain_data_only():
-    trigger = make_trigger(wavespeed_conn_id="other", max_consecutive_failures=3)
+    trigger = make_trigger(wavespeed_conn_id="other")
     classpath, kwargs = trigger.serialize()
 
     assert classpath == CLASSPATH
@@ -151,11 +170,11 @@ async def test_poll_interval_backs_off_for_long_predictions(api, sleeps):
     assert 39 <= sleeps[0] <= 41  # a tenth of the 400 s already waited
 
 
-async def test_deadline_yields_a_timeout_event_after_a_last_check(api, sleeps):
+async def test_deadline_yields_a_timeout_event_after_a_last_check(api, sleeps, clock):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")))
-    end_time = time.time() + 2
+    end_time = clock.now + 2
 
-    event = await only_event(make_trigger(end_time=end_time, submitted_at=time.time()))
+    event = await only_event(make_trigger(end_time=end_time, submitted_at=clock.now))
 
     assert event["status"] == "timeout"
     assert event["last_status"] == "processing"
@@ -183,20 +202,81 @@ async def test_transient_failures_are_tolerated_honouring_retry_after(api, sleep
     event = await only_event(make_trigger())
 
     assert event["status"] == "success"
-    assert sleeps == [5.0, 30.0, 20.0]  # backoff, Retry-After, backoff
+    backoff, retry_after, second_backoff = sleeps
+    assert 2.5 <= backoff <= 5.0 and retry_after == 30.0 and 10.0 <= second_backoff <= 20.0
 
 
-async def test_persistent_failures_yield_an_error_event_naming_the_prediction(api, sleeps):
-    api.add("GET", RESULT_PATH, Reply(status=502, text="<html>Bad Gateway</html>"))
+def outage_replies(count: int) -> list[Reply]:
+    kinds = [
+        Reply(status=503, json_body=envelope(None, 503, "Service Unavailable")),
+        Reply(status=502, text="<html>Bad Gateway</html>"),
+        Reply(text="<html>maintenance</html>"),  # a 200 that is not the envelope
+        Reply(drop_connection=True),
+        Reply(status=504, text="<html>Gateway Time-out</html>"),
+        Reply(status=429, json_body=envelope(None, 429, "rate"), headers={"Retry-After": "900"}),
+    ]
+    return [kinds[n % len(kinds)] for n in range(count)]
 
-    event = await only_event(make_trigger(max_consecutive_failures=3))
 
-    assert event["status"] == "error"
-    assert "4 failed status checks in a row" in event["message"]
-    assert "PredictionSensor(request_id='req-1')" in event["message"]
-    assert api.count("GET", RESULT_PATH) == 4
-    with pytest.raises(WaveSpeedError, match="req-1"):
+async def test_an_outage_of_any_length_is_ridden_out_never_pausing_longer_than_max_poll_interval(
+    api, sleeps, trigger_log
+):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")), *outage_replies(60))
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+
+    event = await only_event(make_trigger(poll_interval=5, max_poll_interval=20))
+
+    assert event["status"] == "success"
+    assert api.count("GET", RESULT_PATH) == 62
+    assert max(sleeps) <= 20, "a completion after the outage is noticed within one max_poll_interval"
+    assert sleeps[-1] == 20
+    lines = trigger_log()
+    failed = [line for line in lines if "Status check of WaveSpeed prediction req-1 failed" in line]
+    # aiohttp itself repeats a GET once when a pooled connection turns out dropped, so a drop and
+    # the answer after it may make one failed check.
+    assert 50 <= len(failed) == len(sleeps) - 1, "one line per failed check, each followed by one pause"
+    assert any(f"answered again after {len(failed)} failed status checks" in line for line in lines)
+
+
+async def test_an_outage_that_outlasts_the_deadline_ends_in_a_timeout_saying_how_to_resume(api, sleeps, clock):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")), Reply(status=503, text="down"))
+    end_time = clock.now + 600
+
+    event = await only_event(make_trigger(end_time=end_time, poll_interval=5, max_poll_interval=60))
+
+    assert event["status"] == "timeout" and event["last_status"] == "processing"
+    assert clock.now == pytest.approx(end_time)
+    with pytest.raises(PredictionWaitTimeoutError) as raised:
         prediction_from_event(event)
+    assert "retry or clear this task and it resumes that prediction without paying again" in str(raised.value)
+    assert "PredictionSensor" not in str(raised.value)
+
+
+async def test_refused_connections_are_ridden_out_until_the_deadline(wavespeed_connection, sleeps, clock):
+    wavespeed_connection(host=f"http://127.0.0.1:{closed_port()}")
+    end_time = clock.now + 300
+
+    event = await only_event(make_trigger(end_time=end_time, poll_interval=5, max_poll_interval=30))
+    await close_shared_client_session()
+
+    assert event["status"] == "timeout" and event["last_status"] == "unknown"
+    assert len(sleeps) >= 10 and max(sleeps) <= 30
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_unknown_id_ends_the_wait_at_once_without_promising_a_resume(api, sleeps):
+    api.add("GET", RESULT_PATH, Reply(status=404, json_body=envelope(None, 404, "not found")))
+
+    event = await only_event(make_trigger())
+
+    assert event["status"] == "error" and "has no prediction 'req-1'" in event["message"]
+    assert "without paying again" not in event["message"]
+    assert api.count("GET", RESULT_PATH) == 1
 
 
 async def test_a_bad_key_ends_the_wait_at_once(api, sleeps):
@@ -206,21 +286,23 @@ async def test_a_bad_key_ends_the_wait_at_once(api, sleeps):
 
     assert event["status"] == "error"
     assert "API Key" in event["message"]
+    assert "retry or clear this task and it resumes that prediction without paying again" in event["message"]
     assert TEST_API_KEY not in event["message"]
     assert api.count("GET", RESULT_PATH) == 1
 
 
-async def test_a_success_after_failures_resets_the_failure_count(api, sleeps):
+async def test_a_success_after_failures_restarts_the_backoff(api, sleeps):
     api.add(
         "GET",
         RESULT_PATH,
-        Reply(status=500, json_body=envelope(None, 500, "x")),
+        *outage_replies(4)[:3],
         Reply(json_body=prediction("processing")),
         Reply(status=500, json_body=envelope(None, 500, "x")),
         Reply(json_body=prediction("completed")),
     )
-    event = await only_event(make_trigger(max_consecutive_failures=1))
+    event = await only_event(make_trigger(poll_interval=5, max_poll_interval=60))
     assert event["status"] == "success"
+    assert 2.5 <= sleeps[4] <= 5.0, "the first failure after an answer backs off from poll_interval again"
 
 
 async def test_cancellation_propagates_and_is_not_an_event(api):
@@ -253,7 +335,7 @@ async def test_an_unexpected_bug_becomes_an_error_event_not_a_dead_trigger(api, 
 
 async def test_on_kill_names_the_prediction_that_may_still_run(trigger_log):
     await make_trigger().on_kill()
-    assert any("req-1 may still be running" in line for line in trigger_log())
+    assert any("req-1 is paid for and may still be running" in line for line in trigger_log())
 
 
 @pytest.mark.parametrize(

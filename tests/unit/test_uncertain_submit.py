@@ -135,12 +135,90 @@ def test_retry_never_adopts_an_unclaimed_candidate_and_fails_naming_it(hook):
     message = str(failure.value)
     assert "req-maybe-ours" in message
     assert "req-theirs" not in message, "a prediction another task claims is not a candidate"
-    assert "PredictionSensor(request_id=...)" in message
-    assert "delete the key 'wavespeed_uncertain_submit' from the task instance's state store" in message
-    assert "/dags/dubbing/dagRuns/run-1/taskInstances/lipsync/state-store/wavespeed_uncertain_submit;" in message
+    assert "delete the key 'wavespeed_uncertain_submit' from this task instance's state store" in message
+    assert "'Task State Store' tab" in message
+    assert (
+        'curl -X DELETE "http://localhost:8080/api/v2/dags/dubbing/dagRuns/run-1/taskInstances/lipsync/'
+        'state-store/wavespeed_uncertain_submit?map_index=-1" -H "Authorization: Bearer $AIRFLOW_TOKEN"'
+    ) in message
+    assert "uncertain_submit='resubmit'" in message
     hook.submit.assert_not_called()
     hook.upload.assert_not_called()
     assert UNCERTAIN_STATE_KEY in store.values, "the next try must look again"
+
+
+def test_the_recovery_command_quotes_a_run_id_and_names_the_map_index(hook):
+    store = store_with_uncertain_submit()
+    hook.list_predictions.side_effect = [listed("req-maybe-ours"), []]
+    context = make_context(store)
+    context["ti"].run_id = "manual__2026-11-20T10:00:00+00:00"
+    context["ti"].map_index = 3
+    context["ti"].xcom_pull.return_value = []
+
+    with (
+        mock.patch("airflow.providers.common.compat.sdk.conf.get", return_value="https://airflow.example/"),
+        pytest.raises(WaveSpeedSubmissionUncertainError) as failure,
+    ):
+        lipsync().execute(context)
+
+    assert (
+        '"https://airflow.example/api/v2/dags/dubbing/dagRuns/manual__2026-11-20T10%3A00%3A00%2B00%3A00/'
+        'taskInstances/lipsync/state-store/wavespeed_uncertain_submit?map_index=3"'
+    ) in str(failure.value)
+
+
+def test_before_airflow_3_3_the_recovery_is_one_variables_delete_command(hook):
+    context = make_context()
+    del context["task_state_store"]
+    context["ti"].xcom_pull.return_value = []
+    hook.list_predictions.side_effect = [listed("req-maybe-ours"), []]
+    uncertain = json.dumps({"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT})
+    with mock.patch("airflow.providers.common.compat.sdk.Variable") as variable:
+        variable.get.side_effect = lambda key, default: uncertain if key.startswith("wavespeed_uncertain") else None
+        with pytest.raises(WaveSpeedSubmissionUncertainError) as failure:
+            lipsync().execute(context)
+
+    assert "run `airflow variables delete wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1`" in str(
+        failure.value
+    )
+
+
+def test_resubmit_policy_submits_again_after_an_earlier_try_s_lost_answer_without_searching(hook):
+    store = store_with_uncertain_submit()
+    hook.submit.side_effect = submitting(parsed("created"))
+    hook.get_prediction.return_value = parsed("completed")
+
+    result = lipsync(uncertain_submit="resubmit").execute(make_context(store))
+
+    assert result["request_id"] == "req-1"
+    hook.list_predictions.assert_not_called()
+    hook.submit.assert_called_once()
+    assert store.values == {}
+
+
+def test_resubmit_policy_submits_again_in_the_same_try_after_a_lost_answer(hook):
+    store = StateStore()
+    hook.submit.side_effect = [lost_answer(), parsed("created")]
+    hook.get_prediction.return_value = parsed("completed")
+
+    result = lipsync(uncertain_submit="resubmit").execute(make_context(store))
+
+    assert result["request_id"] == "req-1"
+    assert hook.submit.call_count == 2
+
+
+def test_resubmit_policy_gives_up_after_a_bounded_number_of_lost_answers_in_one_try(hook):
+    hook.submit.side_effect = submitting(lost_answer())
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError):
+        lipsync(uncertain_submit="resubmit").execute(make_context(StateStore()))
+
+    assert hook.submit.call_count == 3  # the first submit and RESUBMITS_PER_TRY more
+
+
+def test_an_unknown_uncertain_submit_policy_is_rejected_naming_it():
+    with pytest.raises(ValueError, match="uncertain_submit='retry' is not a policy; use 'fail'.*'resubmit'"):
+        lipsync(uncertain_submit="retry")
 
 
 def test_predictions_claimed_by_other_tasks_of_the_run_do_not_block_a_resubmit(hook):
@@ -288,3 +366,17 @@ def test_a_retry_resumes_its_prediction_even_if_an_input_is_gone(hook, tmp_path)
 
     assert result["request_id"] == "req-1"
     hook.submit.assert_not_called()
+
+
+def test_a_lost_answer_fails_the_try_with_the_one_step_that_lets_it_pay_again(hook):
+    store = StateStore()
+    hook.submit.side_effect = submitting(lost_answer())
+
+    with pytest.raises(WaveSpeedSubmissionUncertainError) as failure:
+        lipsync().execute(make_context(store))
+
+    message = str(failure.value)
+    assert "retrying or clearing this task first looks in WaveSpeed's history" in message
+    assert "curl -X DELETE" in message and "state-store/wavespeed_uncertain_submit?map_index=-1" in message
+    assert "PredictionSensor" not in message
+    assert failure.value.model == UNCERTAIN.model and failure.value.submitted_at == SUBMITTED_AT

@@ -3,8 +3,8 @@
 - ``lipsync``: uploads, submits, defers; the triggerer completes it; the output is downloaded.
 - ``unreachable_media``: the prediction fails (1402), so a traceback lands in the task's log.
 - ``wrong_key``: the submit is refused with 401, so an auth error's traceback lands there too.
-- ``key_from_environment``: its connection does not exist, so the worker and the triggerer take the
-  key from ``WAVESPEED_API_KEY``.
+- ``mistyped_connection``: its connection does not exist; ``WAVESPEED_API_KEY`` is set, but stands
+  in only for the default connection, so the task fails naming the id before anything is sent.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ with DAG(
         **FAST,
     )
     LipsyncOperator(
-        task_id="key_from_environment",
+        task_id="mistyped_connection",
         video=f"{MEDIA}/interview.mp4",
         audio=f"{MEDIA}/interview.fr.wav",
-        wavespeed_conn_id="wavespeed_from_environment",
+        wavespeed_conn_id="wavespeed_mistyped",
         **FAST,
     )
