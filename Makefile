@@ -30,10 +30,10 @@ test: env lint typecheck
 
 # The suite on the newest patch of every other supported Airflow line (Python 3.11), and on the newest
 # Airflow with Python 3.12 and 3.13, each in its own venv (.venv-<env>, kept between runs). Lint and
-# types are checked once, against 3.3, by `make test`; what is slow (the long outages, the soaks, the
+# types are checked once, against 3.3, by `make test`; what is slow (the long outages, the soaks, the browser,
 # distributed topology, the benchmarks' smoke run) runs once too, there.
 MATRIX ?= 2.11 3.0 3.1 3.2 3.3-py3.12 3.3-py3.13
-MATRIX_PYTEST_ARGS ?= -m "not long_running and not soak and not distributed" --ignore=tests/benchmarks
+MATRIX_PYTEST_ARGS ?= -m "not long_running and not soak and not distributed and not browser" --ignore=tests/benchmarks
 
 matrix-envs:
 	set -e; for env in $(MATRIX); do \
