@@ -28,8 +28,9 @@ soak: env
 test: env lint typecheck
 	$(PY) -m pytest -q -m "not long_running"
 
-# The real-Airflow outage tests (20 deferred and 5 worker-side lipsyncs through a full API outage,
-# WAVESPEED_OUTAGE_SECONDS long, 180 by default): minutes of wall time each, so not part of make test.
+# Tests of minutes of wall time each, not part of make test: the real-Airflow outages (20 deferred and 5
+# worker-side lipsyncs through a full API outage, WAVESPEED_OUTAGE_SECONDS long, 180 by default) and the
+# fail-over of a killed triggerer and a killed Celery worker on the distributed topology.
 test-long: env
 	$(PY) -m pytest -q -m long_running
 

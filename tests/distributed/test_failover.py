@@ -23,9 +23,13 @@ from devstack.clips import make_audio, make_video
 from devstack.soak import DAG_ID, DAGS, LIPSYNC_MODEL, TASK_ID, MetadataReader, Strike, WorkerKiller, _upload
 from tests.emulator_fixtures import fast_emulator_config
 
+# Each test starts its own ten-process distributed stack and waits out Airflow's failure detection:
+# minutes of wall time, so they run with make test-long; make test's short distributed soak kills a
+# triggerer and a Celery worker too.
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.distributed,
+    pytest.mark.long_running,
     pytest.mark.skipif(HARNESS_UNAVAILABLE is not None, reason=HARNESS_UNAVAILABLE or ""),
 ]
 
