@@ -39,9 +39,8 @@ test-long: env
 # types are checked once, against 3.3, by `make test`.
 MATRIX ?= 2.11 3.0 3.1 3.2 3.3-py3.12 3.3-py3.13
 # What runs once, in make test, rather than in every matrix environment (CI's time on 2 cores): the
-# outages, soaks, browser and distributed tests, the benchmarks' smoke run, and most of tests/e2e. Each
-# Airflow 3 line runs the basic end-to-end tests (tests/e2e/test_real_airflow.py), 3.1 the WaveSpeed
-# view's too (the oldest line with UI plugins); the two extra Pythons run everything but tests/e2e.
+# outages, soaks, browser and distributed tests, the benchmarks' smoke run, and tests/e2e, which the
+# matrix runs on 3.1 only (the basic tests and the WaveSpeed view's: the oldest line with UI plugins).
 MATRIX_PYTEST_ARGS ?= -m "not long_running and not soak and not distributed and not browser" --ignore=tests/benchmarks
 
 matrix-envs:
@@ -57,9 +56,8 @@ test-matrix: matrix-envs
 	set -e; for env in $(MATRIX); do \
 		echo "== Airflow $$env"; \
 		case $$env in \
-			*-py*) e2e="--ignore=tests/e2e";; \
 			3.1) e2e="--ignore=tests/e2e/test_secret_hygiene.py --ignore=tests/e2e/test_budget_approval.py --ignore=tests/e2e/test_rerun_pays_nothing.py --ignore=tests/e2e/test_recovery.py";; \
-			*) e2e="--ignore=tests/e2e/test_secret_hygiene.py --ignore=tests/e2e/test_budget_approval.py --ignore=tests/e2e/test_rerun_pays_nothing.py --ignore=tests/e2e/test_recovery.py --ignore=tests/e2e/test_wavespeed_view.py";; \
+			*) e2e="--ignore=tests/e2e";; \
 		esac; \
 		.venv-$$env/bin/python -m pytest -q $(MATRIX_PYTEST_ARGS) $$e2e; \
 	done

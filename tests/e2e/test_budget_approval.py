@@ -16,9 +16,12 @@ import pytest
 from devstack.airflow_stack import LocalAirflow
 from tests.e2e.conftest import DUBBING_DATE, requires_api_server
 
-pytestmark = [pytest.mark.e2e, requires_api_server]
+# make test-long, not make test: each run waits on a person's answer through Airflow's scheduler, and
+# under load a run ended failed (Approve, once; Reject, when answered within a moment of the pause).
+pytestmark = [pytest.mark.e2e, pytest.mark.long_running, requires_api_server]
 
 DAG_ID = "example_dubbing_pipeline"
+PERSON_S_DELAY = 5.0
 WAITING_FOR_A_PERSON = {"awaiting_input", "deferred"}
 """Airflow 3.3 parks a human-in-the-loop task in awaiting_input; 3.1 and 3.2 defer it."""
 
@@ -31,6 +34,10 @@ def wait_for_the_question(airflow: LocalAirflow, run_id: str, timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if states(airflow, run_id).get(("approve_spend", -1)) in WAITING_FOR_A_PERSON:
+            # Answered within a moment of the pause, the task is queued again before the executor
+            # reports the pausing try done, and Airflow's scheduler fails it for that mismatch. A
+            # person takes longer than this; so does the test.
+            time.sleep(PERSON_S_DELAY)
             return
         if airflow.run_state(DAG_ID, run_id) in ("success", "failed"):
             break
@@ -75,10 +82,6 @@ def test_approving_the_spend_over_budget_runs_and_pays_for_every_dub(airflow: Lo
     assert "cost 0.0250 USD (quoted before the submit)" in lipsync_log
 
 
-@pytest.mark.skip(
-    reason="fails in the merged tree: after Reject, approve_spend ends 'failed' instead of skipping the dubs, "
-    "and the emulator then counts one duplicate submit in the shared stack; open work"
-)
 def test_rejecting_the_spend_over_budget_skips_every_dub_and_pays_nothing(airflow: LocalAirflow, emulator: Any):
     run_id = over_budget_run(airflow, 2)
     wait_for_the_question(airflow, run_id)
