@@ -280,7 +280,8 @@ def test_the_emulators_log_of_the_run_has_no_key(emulator_log: Path, hygiene_run
     log = emulator_log.read_text()
     assert '"POST /api/v3/media/uploads HTTP/1.1" 200' in log
     assert '"POST /api/v3/sync/lipsync-1.9.0-beta HTTP/1.1" 200' in log
-    assert '"POST /api/v3/sync/lipsync-1.9.0-beta HTTP/1.1" 401' in log, "the wrong key's submit"
+    # The wrong key is refused at its first request: the catalog read that checks the inputs before paying.
+    assert '"GET /api/v3/models HTTP/1.1" 401' in log, "the wrong key's catalog read"
     for request_id in hygiene_run.request_ids.values():
         assert f"GET /api/v3/predictions/{request_id}/result HTTP/1.1" in log
 
