@@ -21,7 +21,7 @@ bench: env
 # The fault-injection soak, ~10 min a run: 200 mapped lipsync predictions in a real, distributed
 # Airflow (PostgreSQL, Celery, two triggerers) under injected faults and kills (docs/reliability.md);
 # prints the report, fails on a miss. `make soak SOAK_ARGS="--runs 3"` repeats it,
-# `SOAK_ARGS="--topology embedded"` runs it on SQLite and LocalExecutor; `make test` runs both short.
+# `SOAK_ARGS="--topology embedded"` runs it on SQLite and LocalExecutor; `make test-long` runs both short.
 soak: env
 	$(PY) -m devstack.soak $(SOAK_ARGS)
 
