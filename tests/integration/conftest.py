@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+from tests.integration.dag_runs import use_emulator
 
 
 @pytest.fixture(scope="session")
@@ -21,16 +21,4 @@ def airflow_db() -> None:
 @pytest.fixture
 def lipsync_emulator(emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> WaveSpeedEmulator:
     """An emulator whose predictions take ~0.6 s, wired in as the ``wavespeed_default`` connection."""
-    emulator: WaveSpeedEmulator = emulator_factory(prediction_seconds=(0.6, 0.6))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAVESPEED_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "wavespeed",
-                "host": emulator.base_url,
-                "password": emulator.api_key,
-                "extra": {"retry_delay": 0},
-            }
-        ),
-    )
-    return emulator
+    return use_emulator(monkeypatch, emulator_factory(prediction_seconds=(0.6, 0.6)), retry_delay=0)

@@ -6,9 +6,22 @@ Airflow 2.11, 3.0 and 3.3 differ here; each difference is bridged where it shows
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import EXAMPLE_DAGS, TEST_DAGS
+
+if TYPE_CHECKING:
+    import pytest
+
+    from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+
+
+def use_emulator(monkeypatch: pytest.MonkeyPatch, emulator: WaveSpeedEmulator, **extra: Any) -> WaveSpeedEmulator:
+    """Wire ``emulator`` in as the ``wavespeed_default`` connection, with ``extra`` as its extras."""
+    connection = {"conn_type": "wavespeed", "host": emulator.base_url, "password": emulator.api_key, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", json.dumps(connection))
+    return emulator
 
 
 def dag_bag(folder: str) -> Any:

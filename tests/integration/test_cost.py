@@ -6,7 +6,6 @@ makes, from the real clips these tests upload, and keeps a ledger (``charges`` i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from airflow_provider_wavespeed.exceptions import WaveSpeedCostError, WaveSpeedInsufficientBalanceError
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
 from devstack.clips import make_audio, make_video
-from tests.integration.dag_runs import run_example, task_states, xcom
+from tests.integration.dag_runs import run_example, task_states, use_emulator, xcom
 from tests.unit.test_operators import StateStore, make_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -25,21 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 RATE = 0.025
 """The emulator's default price of one second of lipsync output (USD)."""
 DUBBING_DAY = pendulum.datetime(2026, 11, 20, tz="UTC")
-
-
-def use_emulator(emulator: WaveSpeedEmulator, monkeypatch: pytest.MonkeyPatch) -> WaveSpeedEmulator:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAVESPEED_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "wavespeed",
-                "host": emulator.base_url,
-                "password": emulator.api_key,
-                "extra": {"retry_delay": 0},
-            }
-        ),
-    )
-    return emulator
 
 
 @pytest.fixture
@@ -81,7 +65,7 @@ def lipsync(clips: dict[str, Path], **kwargs: Any) -> LipsyncOperator:
 def test_a_lipsync_result_carries_the_price_it_was_quoted_and_charged(
     emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path]
 ):
-    emulator = use_emulator(emulator_factory(discount_rate=0.2), monkeypatch)
+    emulator = use_emulator(monkeypatch, emulator_factory(discount_rate=0.2), retry_delay=0)
     context = make_context()
 
     result = lipsync(clips, sync_mode="loop").execute(context)
@@ -116,7 +100,7 @@ def test_max_price_below_the_quote_submits_nothing_and_names_the_quote(
 def test_a_balance_below_the_quote_submits_nothing_with_min_balance_after(
     emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path]
 ):
-    emulator = use_emulator(emulator_factory(balance=0.06), monkeypatch)
+    emulator = use_emulator(monkeypatch, emulator_factory(balance=0.06), retry_delay=0)
 
     with pytest.raises(WaveSpeedCostError) as raised:
         lipsync(clips, sync_mode="cut_off", min_balance_after=0.02).execute(make_context())
@@ -130,7 +114,7 @@ def test_a_balance_below_the_quote_submits_nothing_with_min_balance_after(
 def test_a_refusal_for_lack_of_funds_is_one_request_and_a_typed_error(
     emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path]
 ):
-    emulator = use_emulator(emulator_factory(balance=0.01), monkeypatch)
+    emulator = use_emulator(monkeypatch, emulator_factory(balance=0.01), retry_delay=0)
     store = StateStore()
 
     with pytest.raises(WaveSpeedInsufficientBalanceError) as raised:
@@ -151,8 +135,9 @@ def test_a_refusal_whose_message_says_the_balance_is_short_is_typed_whatever_its
     emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path], status: int, message: str
 ):
     emulator = use_emulator(
-        emulator_factory(balance=0.0, insufficient_balance_status=status, insufficient_balance_message=message),
         monkeypatch,
+        emulator_factory(balance=0.0, insufficient_balance_status=status, insufficient_balance_message=message),
+        retry_delay=0,
     )
 
     with pytest.raises(WaveSpeedInsufficientBalanceError):

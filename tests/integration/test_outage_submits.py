@@ -3,7 +3,6 @@ never becomes an uncertain submit, even in an account where other DAGs use the s
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -15,14 +14,10 @@ from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
 from airflow_provider_wavespeed.exceptions import WaveSpeedUnavailableError
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncOperator
 from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY
+from tests.integration.dag_runs import use_emulator
 from tests.unit.test_operators import StateStore, make_context
 
 pytestmark = pytest.mark.integration
-
-
-def use_emulator(monkeypatch: pytest.MonkeyPatch, emulator: WaveSpeedEmulator, **extra: Any) -> None:
-    connection = {"conn_type": "wavespeed", "host": emulator.base_url, "password": emulator.api_key, "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", json.dumps(connection))
 
 
 def another_dag_submits(emulator: WaveSpeedEmulator, count: int) -> list[str]:
