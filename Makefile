@@ -74,13 +74,15 @@ typecheck: env
 # Airflow 3.0 sets no upper bounds (3.0.6 still declares fastapi>=0.115.0 and universal-pathlib>=0.2.2),
 # and later releases of two of its dependencies break it:
 # universal-pathlib 0.3 (ObjectStoragePath) and FastAPI past 0.115 (with the cadwyn it allows, the
-# in-process Execution API fails to import or answers 422).
+# in-process Execution API fails to import or answers 422). Airflow 3.2.2's dag.test() fails on every
+# task with the newest svcs (26: its registry never reaches the Execution API's request state) and with
+# FastAPI past 0.156.0 (the Execution API's TITerminalStatePayload no longer builds its schema).
 lock: COMPILE = UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --extra openlineage --no-header
 lock: env
 	$(COMPILE) --python-version 3.11 -P apache-airflow==2.11.2 -o requirements/airflow-2.11.txt
 	$(COMPILE) --python-version 3.11 -P apache-airflow==3.0.6 -P 'universal-pathlib<0.3' -P 'fastapi<0.116' -o requirements/airflow-3.0.txt
 	$(COMPILE) --python-version 3.11 -P apache-airflow==3.1.8 -o requirements/airflow-3.1.txt
-	$(COMPILE) --python-version 3.11 -P apache-airflow==3.2.2 -o requirements/airflow-3.2.txt
+	$(COMPILE) --python-version 3.11 -P apache-airflow==3.2.2 -P 'svcs<26' -P 'fastapi<0.156.1' -o requirements/airflow-3.2.txt
 	$(COMPILE) --python-version 3.11 -P apache-airflow==3.3.2 -o requirements/airflow-3.3.txt
 	$(COMPILE) --python-version 3.12 -P apache-airflow==3.3.2 -o requirements/airflow-3.3-py3.12.txt
 	$(COMPILE) --python-version 3.13 -P apache-airflow==3.3.2 -o requirements/airflow-3.3-py3.13.txt
