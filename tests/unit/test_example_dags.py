@@ -77,3 +77,16 @@ def test_examples_are_tagged_and_explain_themselves(dag_id):
     assert "wavespeed" in dag.tags
     source = Path(EXAMPLE_DAGS, f"{dag_id}.py").read_text()
     assert len(ast.get_docstring(ast.parse(source)) or "") > 200
+
+
+def test_the_readmes_first_dag_parses_and_labels_each_dub_by_its_language(tmp_path: Path):
+    readme = (Path(EXAMPLE_DAGS).parent / "README.md").read_text()
+    first_dag = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_dag.py").write_text(first_dag)
+
+    bag = dag_bag(tmp_path)
+
+    assert bag.import_errors == {}
+    lipsync = bag.dags["dub_interview"].get_task("lipsync")
+    assert lipsync.partial_kwargs["video"] == "s3://media/interview.mp4"
+    assert lipsync.partial_kwargs["map_index_template"] == "{{ task.media_label }}"
