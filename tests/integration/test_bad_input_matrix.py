@@ -1,4 +1,4 @@
-"""The bad-input matrix of issue #6: every bad input, or bad answer, fails with a helpful error.
+"""The bad-input matrix: every bad input, or bad answer, fails with a helpful error.
 
 One table. Each case runs a LipsyncOperator or a PredictionSensor the way a worker does
 (``execute`` with a task context) against the emulator, which counts every request it gets. A few

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the response parser (issue #6).
+"""Property-based fuzzing of the response parser.
 
 Whatever bytes come back (a gateway's page, a cut-off body, an envelope whose fields have any JSON
 type), parsing yields a Prediction (or the other parsers' values) or one of the provider's own
