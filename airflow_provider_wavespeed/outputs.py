@@ -341,9 +341,10 @@ def claim_output_file(context: Any, plan: OutputPlan, task_ids: list[str], *, pa
     """Announce this task instance's output file to its DAG run; fail if another one announced it too.
 
     Every task instance pushes its claim and then reads the others', so of two that race at least
-    the second sees the first: no two of them both go on to pay for the same file. It is checked
-    again just before the download (``paid`` names the prediction then), so that no paid output
-    is ever overwritten by another task's.
+    the second sees the first: no two of them both go on to pay for the same file. One that finds
+    another's claim before paying withdraws its own and fails. It is checked again just before the
+    download (``paid`` names the prediction then), so that no paid output is ever overwritten by
+    another task's.
     """
     if plan.is_directory:
         return
@@ -365,6 +366,10 @@ def claim_output_file(context: Any, plan: OutputPlan, task_ids: list[str], *, pa
         ):
             other = TaskInstanceId(me.dag_id, me.run_id, str(claim["task_id"]), _integer(claim["map_index"], -1), 0)
             if paid is None:
+                # Withdrawn, so that the task which holds the file does not find this claim when it checks
+                # again before its download, and refuse its own paid output. A claim of no file rather
+                # than None: after a push of None, Airflow 3.0.6 still returns the earlier value.
+                context["ti"].xcom_push(key=CLAIM_XCOM_KEY, value={"output_file": None})
                 outcome = "Nothing was uploaded or submitted."
             else:
                 outcome = (

@@ -126,11 +126,12 @@ def test_mapped_tasks_on_one_output_file_fail_the_second_before_it_pays(
     # A templated output_path that renders to the same file for every map index: known only at run time.
     dag_run = run_dag("it_mapped_lipsync", {"pairs": pairs, "output_path": str(target)})
 
-    assert task_states(dag_run)[("dub", 0)] == "success"
-    assert task_states(dag_run)[("dub", 1)] == "failed"
+    # Which map index claims the file first is the executor's choice, not the test's.
+    states = {map_index: state for (task_id, map_index), state in task_states(dag_run).items() if task_id == "dub"}
+    assert sorted(states.values()) == ["failed", "success"]
     assert lipsync_emulator.stats()["submits"] == 1, "the second task paid for an output it could not store"
     record = json.loads(Path(f"{target}.wavespeed.json").read_text())
-    assert record["map_index"] == 0
+    assert states[record["map_index"]] == "success"
     assert target.read_bytes(), "the first task's paid output was lost"
 
 
