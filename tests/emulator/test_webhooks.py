@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import AUDIO, LIPSYNC, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory
+from wavespeed_emulator import WaveSpeedEmulator
 
 
 @dataclass

@@ -14,27 +14,27 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
-from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
-from airflow_provider_wavespeed.emulator.media import MediaStore
-from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
-from airflow_provider_wavespeed.emulator.predictions import (
+from wavespeed_emulator.envelope import ApiError
+from wavespeed_emulator.faults import FaultConfig, FaultInjector
+from wavespeed_emulator.media import MediaStore
+from wavespeed_emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
+from wavespeed_emulator.predictions import (
     Prediction,
     PredictionStatus,
     PredictionStore,
     wait_until_finished,
 )
-from airflow_provider_wavespeed.emulator.pricing import Quote, quote
-from airflow_provider_wavespeed.emulator.render import UnrenderableInputError
-from airflow_provider_wavespeed.emulator.stats import EmulatorStats
-from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret
+from wavespeed_emulator.pricing import Quote, quote
+from wavespeed_emulator.render import UnrenderableInputError
+from wavespeed_emulator.stats import EmulatorStats
+from wavespeed_emulator.webhooks import WebhookSender, new_webhook_secret
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
     from pathlib import Path
 
-    from airflow_provider_wavespeed.emulator.catalog import ModelSpec
-    from airflow_provider_wavespeed.emulator.config import EmulatorConfig
+    from wavespeed_emulator.catalog import ModelSpec
+    from wavespeed_emulator.config import EmulatorConfig
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
+from wavespeed_emulator.envelope import ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from airflow_provider_wavespeed.emulator.catalog import ModelSpec
-    from airflow_provider_wavespeed.emulator.outcomes import Outcome
+    from wavespeed_emulator.catalog import ModelSpec
+    from wavespeed_emulator.outcomes import Outcome
 
 
 class PredictionStatus(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
+from wavespeed_emulator.faults import FaultConfig
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
-from airflow_provider_wavespeed.emulator.routes import API_ROUTES
+from wavespeed_emulator.config import EmulatorConfig
+from wavespeed_emulator.faults import FaultConfig
+from wavespeed_emulator.routes import API_ROUTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -123,7 +123,7 @@ _FAULT_PREFIX = "fault-"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_wavespeed.emulator",
+        prog="python -m wavespeed_emulator",
         description="Serve a local emulation of the WaveSpeed API until SIGINT or SIGTERM.",
     )
     parser.add_argument("--api-key", help=f"the Bearer key clients must send (default: ${API_KEY_VARIABLE})")
