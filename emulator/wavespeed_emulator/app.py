@@ -161,7 +161,7 @@ class WaveSpeedApi:
 
     async def delete_prediction(self, request: web.Request) -> web.Response:
         prediction = self._service.predictions.get(request.match_info["prediction_id"])
-        prediction.deleted = True
+        self._service.mark_deleted(prediction)
         return success(await self._service.describe(prediction, base_url(request)))
 
     async def price(self, request: web.Request) -> web.Response:

@@ -57,7 +57,12 @@ def _comma_list(text: str) -> tuple[str, ...]:
 _SERVER_OPTIONS = (
     _Option("host", "interface to bind; loopback unless you mean to expose the emulator"),
     _Option("port", "port to listen on; 0 picks a free one (the listening line names it)", int),
-    _Option("data_dir", "where uploads and outputs are kept; a temporary directory if absent", Path),
+    _Option(
+        "data_dir",
+        "where uploads, outputs, predictions and the ledger are kept, surviving a restart; "
+        "a temporary directory if absent (the account then lives as long as the process)",
+        Path,
+    ),
     _Option("public_base_url", "base of generated URLs; the request's Host header if absent"),
     _Option("queue_seconds", "seconds a prediction stays 'created' before 'processing'", float),
     _Option(

@@ -56,6 +56,7 @@ class _Running:
 
 async def _start(config: EmulatorConfig, data_dir: Path, *, access_log: bool = False) -> _Running:
     service = WaveSpeedService(config, data_dir)
+    service.resume()
     runner = web.AppRunner(
         build_app(service),
         access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
