@@ -92,7 +92,8 @@ lock: env
 docs: env
 	$(VENV)/bin/sphinx-build -q -E -W -n --keep-going -b html docs docs/_build/html
 
-# Build the sdist and the wheel and check their metadata and contents (needs PyPI or uv's cache
-# for the isolated build's setuptools).
+# Build the provider's and the emulator's sdist and wheel and check their metadata and contents (no
+# emulator in the provider's wheel), then install the emulator's wheel alone in a fresh venv, without
+# Airflow, and let it answer a request (needs PyPI or uv's cache for setuptools and aiohttp).
 check-package: env
 	$(PY) scripts/check_package.py

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from airflow_provider_wavespeed.emulator import EmulatorProcess
+    from wavespeed_emulator import EmulatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO / "benchmarks" / "results" / "latest.json"
@@ -213,7 +213,7 @@ def connection_env(conn_id: str, base_url: str, api_key: str) -> dict[str, str]:
 @contextlib.contextmanager
 def spawned_emulator(**config: Any) -> Iterator[EmulatorProcess]:
     """A WaveSpeed emulator in its own process (so its CPU is not the benchmark's), on loopback."""
-    from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
+    from wavespeed_emulator import EmulatorConfig, WaveSpeedEmulator
 
     process = WaveSpeedEmulator.spawn(EmulatorConfig(api_key=bench_api_key(), host="127.0.0.1", **config))
     try:

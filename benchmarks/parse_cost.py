@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.harness import REPO, SectionResult, Table, Target, fmt, median, vs
 
 OPERATOR_MODULE = "airflow_provider_wavespeed.operators.lipsync"
-NOT_AT_PARSE_TIME = ("requests", "aiohttp", "airflow_provider_wavespeed.emulator")
+NOT_AT_PARSE_TIME = ("requests", "aiohttp", "wavespeed_emulator")
 """Modules a DAG file must not pay for: only a running task needs them."""
 
 # Runs with `python -c` so that nothing but these imports happens before the clock starts.

@@ -49,8 +49,8 @@ from benchmarks.harness import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_wavespeed.emulator import EmulatorProcess
     from airflow_provider_wavespeed.models import Prediction
+    from wavespeed_emulator import EmulatorProcess
 
 CONN_ID = "wavespeed_bench"
 MODEL = "sync/lipsync-1.9.0-beta"

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import BinaryIO
 
-from airflow_provider_wavespeed.emulator.render import ffmpeg_executable
+from wavespeed_emulator.render import ffmpeg_executable
 
 _BOX_HEADER = struct.Struct(">I4s")
 _CHUNK_HEADER = struct.Struct("<4sI")

@@ -27,12 +27,12 @@ from urllib.parse import quote
 
 import pendulum
 
-from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
 from devstack.airflow_stack import ADMIN_USER, LocalAirflow
 from devstack.clips import make_audio, make_video, media_duration
+from wavespeed_emulator import EmulatorConfig, WaveSpeedEmulator
 
 if TYPE_CHECKING:
-    from airflow_provider_wavespeed.emulator.server import EmulatorProcess
+    from wavespeed_emulator.server import EmulatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
 LIPSYNC_DAG = "example_lipsync"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
+from wavespeed_emulator.outage import OutageMode, OutagePlan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -51,10 +51,6 @@ from typing import Any
 import requests
 import sqlalchemy
 
-from airflow_provider_wavespeed.emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.catalog import find_model
-from airflow_provider_wavespeed.emulator.routes import Route
-from airflow_provider_wavespeed.emulator.stats import input_key
 from devstack.airflow_stack import (
     DISTRIBUTED,
     EMBEDDED,
@@ -66,6 +62,10 @@ from devstack.airflow_stack import (
 )
 from devstack.clips import make_audio, make_video
 from devstack.soak_outage import OUTPUT_ENV, OutagePhase, OutagePhasePlan
+from wavespeed_emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
+from wavespeed_emulator.catalog import find_model
+from wavespeed_emulator.routes import Route
+from wavespeed_emulator.stats import input_key
 
 LIPSYNC_MODEL = "sync/lipsync-1.9.0-beta"
 DAG_ID = "wavespeed_soak"

@@ -13,10 +13,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.catalog import find_model
-from airflow_provider_wavespeed.emulator.outage import OutageMode
-from airflow_provider_wavespeed.emulator.stats import input_key
 from devstack.outages import OutageRun, run_through_outage
+from wavespeed_emulator.catalog import find_model
+from wavespeed_emulator.outage import OutageMode
+from wavespeed_emulator.stats import input_key
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
+from wavespeed_emulator import EmulatorConfig, WaveSpeedEmulator
 
 EmulatorFactory = Callable[..., WaveSpeedEmulator]
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.catalog import find_model
-from airflow_provider_wavespeed.emulator.routes import Route
-from airflow_provider_wavespeed.emulator.stats import input_key
 from devstack.airflow_stack import DISTRIBUTED, HARNESS_UNAVAILABLE, LocalAirflow
 from devstack.clips import make_audio, make_video
 from devstack.soak import DAG_ID, DAGS, LIPSYNC_MODEL, TASK_ID, MetadataReader, Strike, WorkerKiller, _upload
 from tests.emulator_fixtures import fast_emulator_config
+from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
+from wavespeed_emulator.catalog import find_model
+from wavespeed_emulator.routes import Route
+from wavespeed_emulator.stats import input_key
 
 # Each test starts its own ten-process distributed stack and waits out Airflow's failure detection:
 # minutes of wall time, so they run with make test-long; make test's short distributed soak kills a

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from devstack.airflow_stack import HARNESS_UNAVAILABLE, LocalAirflow
 from devstack.clips import make_audio, make_video
 from tests.conftest import EXAMPLE_DAGS
 from tests.emulator_fixtures import fast_emulator_config
+from wavespeed_emulator import WaveSpeedEmulator
 
 E2E_DAGS = str(Path(__file__).parent / "dags")
 DUBBING_DATE = "2026-11-20"

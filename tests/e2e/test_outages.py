@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator.outage import OutageMode
 from devstack.airflow_stack import LocalAirflow
 from devstack.outages import run_through_outage
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.dags.e2e_outages import MAX_POLL_INTERVAL
+from wavespeed_emulator.outage import OutageMode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long_running, requires_api_server]
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import FaultConfig
 from devstack.airflow_stack import AIRFLOW_VERSION, LocalAirflow
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.test_outages import upload
+from wavespeed_emulator import FaultConfig
 
 pytestmark = [
     pytest.mark.e2e,

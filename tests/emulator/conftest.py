@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from devstack.clips import make_audio, make_video
 from tests.emulator.helpers import Api, Clips
+from wavespeed_emulator import WaveSpeedEmulator
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import logging
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import Api, lipsync_inputs
+from wavespeed_emulator import WaveSpeedEmulator
 
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized: invalid or missing API key", "data": None}
 

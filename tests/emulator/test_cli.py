@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.cli import config_from_args, config_to_argv
 from tests.emulator.helpers import Api
 from tests.emulator_fixtures import fast_emulator_config
+from wavespeed_emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
+from wavespeed_emulator.cli import config_from_args, config_to_argv
 
-CLI = [sys.executable, "-m", "airflow_provider_wavespeed.emulator"]
+CLI = [sys.executable, "-m", "wavespeed_emulator"]
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_invalid_settings_are_usage_errors(capsys: pytest.CaptureFixture[str]) -
 
 def test_importing_the_emulator_loads_neither_airflow_nor_requests() -> None:
     probe = (
-        "import sys, airflow_provider_wavespeed.emulator; "
+        "import sys, wavespeed_emulator; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'requests')))"
     )
 

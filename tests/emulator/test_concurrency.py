@@ -5,8 +5,8 @@ import time
 
 import aiohttp
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import lipsync_inputs
+from wavespeed_emulator import WaveSpeedEmulator
 
 CLIENTS = 300
 

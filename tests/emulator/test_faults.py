@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
 from tests.emulator.helpers import Api
+from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
 
 BALANCE = "/api/v3/balance"
 

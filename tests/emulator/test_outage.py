@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
 from tests.emulator.helpers import Api, lipsync_inputs
+from wavespeed_emulator import WaveSpeedEmulator
+from wavespeed_emulator.outage import OutageMode, OutagePlan
 
 BALANCE = "/api/v3/balance"
 SUBMIT = "/api/v3/sync/lipsync-1.9.0-beta"

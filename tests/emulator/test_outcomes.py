@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS
 from tests.emulator.helpers import AUDIO, Api, lipsync_inputs
+from wavespeed_emulator.outcomes import TASK_ERRORS
 
 
 def test_unreachable_host_fails_with_media_access_error_naming_field_and_url(api: Api) -> None:

@@ -6,9 +6,9 @@ import zlib
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import AUDIO, LIPSYNC, Api, Clips, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory
+from wavespeed_emulator import WaveSpeedEmulator
 
 ISO_MILLISECONDS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

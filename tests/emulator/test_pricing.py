@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator.catalog import SYNC_MODES
 from devstack.clips import media_duration
 from tests.emulator.helpers import LIPSYNC, Api, Clips, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory
+from wavespeed_emulator.catalog import SYNC_MODES
 
 RATE = 0.05
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator, render
-from airflow_provider_wavespeed.emulator.catalog import SYNC_MODES
-from airflow_provider_wavespeed.emulator.render import RENDER_CONCURRENCY, Renderer, ffmpeg_executable
 from devstack.clips import media_duration
 from tests.emulator.helpers import Api, Clips, lipsync_inputs
 from tests.emulator_fixtures import EmulatorFactory, fast_emulator_config
+from wavespeed_emulator import WaveSpeedEmulator, render
+from wavespeed_emulator.catalog import SYNC_MODES
+from wavespeed_emulator.render import RENDER_CONCURRENCY, Renderer, ffmpeg_executable
 
 FPS = 25
 TOLERANCE_SECONDS = 0.15
@@ -219,7 +219,7 @@ def test_without_imageio_ffmpeg_outputs_fall_back_after_one_warning(
     assert b"WaveSpeed emulator placeholder output" in outputs[2]
     [warning] = [record.getMessage() for record in caplog.records if record.name == render.__name__]
     assert "writes placeholders instead" in warning
-    assert "pip install 'airflow-provider-wavespeed[emulator]'" in warning
+    assert "pip install 'wavespeed-emulator[render]'" in warning
 
 
 def test_completed_waits_for_a_render_that_outlasts_the_prediction_time(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import wavespeed
 
-from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
 from tests.emulator.helpers import AUDIO, LIPSYNC, Api, Clips
 from tests.emulator_fixtures import EmulatorFactory
+from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.loopback import is_loopback_host, is_loopback_url
 from tests.emulator.helpers import LIPSYNC, Api, lipsync_inputs
+from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
+from wavespeed_emulator.loopback import is_loopback_host, is_loopback_url
 
 
 def test_stats_count_requests_per_route_and_status(api: Api, emulator: WaveSpeedEmulator) -> None:

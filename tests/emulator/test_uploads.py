@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import Api
 from tests.emulator_fixtures import fast_emulator_config
+from wavespeed_emulator import WaveSpeedEmulator
 
 BOUNDARY = "emulator-test-boundary"
 MIB = 1024 * 1024

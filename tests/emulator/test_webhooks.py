@@ -6,16 +6,18 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.emulator.helpers import AUDIO, LIPSYNC, lipsync_inputs
-from tests.emulator_fixtures import EmulatorFactory
+from tests.emulator_fixtures import EmulatorFactory, fast_emulator_config
+from wavespeed_emulator import WaveSpeedEmulator
 
 
 @dataclass
@@ -194,3 +196,23 @@ async def test_deleted_prediction_sends_no_webhook(emulator: WaveSpeedEmulator, 
     await asyncio.sleep(0.6)
 
     assert receiver.deliveries == []
+
+
+async def test_a_webhook_due_when_the_emulator_stopped_is_sent_once_after_its_restart(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    config = fast_emulator_config(data_dir=tmp_path, prediction_seconds=(0.5, 0.5))
+    first = WaveSpeedEmulator(config).start()
+    config = replace(config, port=urlsplit(first.base_url).port or 0)
+    prediction_id = (await submit(first, lipsync_inputs(), receiver.url))["data"]["id"]
+    first.stop()
+    assert receiver.deliveries == []
+
+    with WaveSpeedEmulator(config):
+        await asyncio.wait_for(receiver.arrived.wait(), 10)
+    with WaveSpeedEmulator(config):
+        await asyncio.sleep(1.0)
+
+    assert [(delivery.payload["id"], delivery.payload["status"]) for delivery in receiver.deliveries] == [
+        (prediction_id, "completed")
+    ]

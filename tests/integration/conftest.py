@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from tests.integration.dag_runs import use_emulator
+from wavespeed_emulator import WaveSpeedEmulator
 
 
 @pytest.fixture(scope="session")

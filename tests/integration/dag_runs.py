@@ -14,7 +14,7 @@ from tests.conftest import EXAMPLE_DAGS, TEST_DAGS
 if TYPE_CHECKING:
     import pytest
 
-    from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+    from wavespeed_emulator import WaveSpeedEmulator
 
 
 def use_emulator(monkeypatch: pytest.MonkeyPatch, emulator: WaveSpeedEmulator, **extra: Any) -> WaveSpeedEmulator:

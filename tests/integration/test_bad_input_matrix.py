@@ -27,8 +27,6 @@ import pytest
 import requests_mock as requests_mock_module
 from airflow.exceptions import AirflowException
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
 from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionOutputError,
@@ -46,6 +44,8 @@ from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncO
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from devstack.clips import make_audio, make_video
 from tests.unit.test_operators import StateStore, make_context
+from wavespeed_emulator import WaveSpeedEmulator
+from wavespeed_emulator.faults import FaultConfig
 
 pytestmark = pytest.mark.integration
 

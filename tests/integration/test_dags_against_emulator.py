@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from devstack.clips import make_video
 from tests.integration.dag_runs import run_dag, task_states, xcom
+from wavespeed_emulator import WaveSpeedEmulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

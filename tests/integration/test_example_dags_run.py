@@ -8,9 +8,9 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from devstack.clips import make_audio, make_video, media_duration
 from tests.integration.dag_runs import map_index_labels, run_example, task_states, xcom
+from wavespeed_emulator import WaveSpeedEmulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

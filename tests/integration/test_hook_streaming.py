@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from wavespeed_emulator import WaveSpeedEmulator
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
-from airflow_provider_wavespeed.emulator.outage import OutageMode, OutagePlan
 from airflow_provider_wavespeed.exceptions import WaveSpeedUnavailableError
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncOperator
 from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY
 from tests.integration.dag_runs import use_emulator
 from tests.unit.test_operators import StateStore, make_context
+from wavespeed_emulator import WaveSpeedEmulator
+from wavespeed_emulator.outage import OutageMode, OutagePlan
 
 pytestmark = pytest.mark.integration
 

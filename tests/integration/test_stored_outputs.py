@@ -14,10 +14,10 @@ from typing import Any
 import pendulum
 import pytest
 
-from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
 from devstack.clips import make_audio, make_video
 from tests.integration.dag_runs import run_dag, run_example, task_states, xcom
+from wavespeed_emulator import WaveSpeedEmulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

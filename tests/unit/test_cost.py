@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.emulator import EmulatorConfig
-from airflow_provider_wavespeed.emulator.pricing import catalog
 from airflow_provider_wavespeed.exceptions import (
     WaveSpeedAuthError,
     WaveSpeedInputSchemaError,
@@ -19,6 +17,8 @@ from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryab
 from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, catalog_from_api, parse_envelope
 from airflow_provider_wavespeed.schema import check_inputs
 from tests.unit.test_hook import BASE, envelope
+from wavespeed_emulator import EmulatorConfig
+from wavespeed_emulator.pricing import catalog
 
 # The catalog as the emulator serves it: lipsync's schema is its API page's parameter table.
 CATALOG = {entry.model: entry for entry in catalog_from_api(catalog(EmulatorConfig(api_key="k")), url=BASE)}

@@ -63,7 +63,7 @@ def test_examples_do_not_import_http_clients_or_the_hook_at_parse_time():
         "before = set(sys.modules)\n"
         f"for path in sorted(glob.glob({EXAMPLE_DAGS!r} + '/*.py')): runpy.run_path(path)\n"
         "loaded = [m for m in ('airflow_provider_wavespeed.hooks.wavespeed', 'aiohttp',"
-        " 'airflow_provider_wavespeed.emulator', 'airflow_provider_wavespeed.triggers.prediction')"
+        " 'wavespeed_emulator', 'airflow_provider_wavespeed.triggers.prediction')"
         " if m in sys.modules and m not in before]\n"
         "print(loaded)\n"
     )

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_wavespeed.emulator.catalog import OutputKind
-from airflow_provider_wavespeed.emulator.render import Renderer, StreamKind, plan_lipsync
+from wavespeed_emulator.catalog import OutputKind
+from wavespeed_emulator.render import Renderer, StreamKind, plan_lipsync
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Mapping
@@ -261,7 +261,7 @@ async def render_output(
     emulator has no network, so those are the only inputs it can read. An image output is a tiny
     valid PNG whose colour comes from the prompt. A lipsync output is:
 
-    - when ffmpeg is there (the ``emulator`` extra) and both ``video`` and ``audio`` are the
+    - when ffmpeg is there (the ``render`` extra) and both ``video`` and ``audio`` are the
       emulator's own files: a real MP4 of the video re-timed to the audio under ``sync_mode``
       (see `render`);
     - when an input is a URL the emulator cannot fetch, or ffmpeg is missing (logged once): a copy

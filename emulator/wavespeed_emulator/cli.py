@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
-from airflow_provider_wavespeed.emulator.routes import API_ROUTES
+from wavespeed_emulator.config import EmulatorConfig
+from wavespeed_emulator.faults import FaultConfig
+from wavespeed_emulator.routes import API_ROUTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +57,12 @@ def _comma_list(text: str) -> tuple[str, ...]:
 _SERVER_OPTIONS = (
     _Option("host", "interface to bind; loopback unless you mean to expose the emulator"),
     _Option("port", "port to listen on; 0 picks a free one (the listening line names it)", int),
-    _Option("data_dir", "where uploads and outputs are kept; a temporary directory if absent", Path),
+    _Option(
+        "data_dir",
+        "where uploads, outputs, predictions and the ledger are kept, surviving a restart; "
+        "a temporary directory if absent (the account then lives as long as the process)",
+        Path,
+    ),
     _Option("public_base_url", "base of generated URLs; the request's Host header if absent"),
     _Option("queue_seconds", "seconds a prediction stays 'created' before 'processing'", float),
     _Option(
@@ -123,7 +128,7 @@ _FAULT_PREFIX = "fault-"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_wavespeed.emulator",
+        prog="python -m wavespeed_emulator",
         description="Serve a local emulation of the WaveSpeed API until SIGINT or SIGTERM.",
     )
     parser.add_argument("--api-key", help=f"the Bearer key clients must send (default: ${API_KEY_VARIABLE})")

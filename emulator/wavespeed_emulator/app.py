@@ -1,7 +1,7 @@
 """The HTTP face of the emulator: WaveSpeed's ``/api/v3/`` routes, the storage PUT and media files.
 
 Middlewares, outermost first: `observe` counts every request under its route name,
-`outage` answers for a service that is down (`airflow_provider_wavespeed.emulator.outage`),
+`outage` answers for a service that is down (`wavespeed_emulator.outage`),
 `authenticate` checks the Bearer key on ``/api/v3/``, `inject_faults` lets the fault injector
 interfere, and `api_errors` turns `ApiError` and aiohttp's own 404/405 into the error envelope.
 """
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, hdrs, web
 
-from airflow_provider_wavespeed.emulator.admin import ADMIN_PREFIX, add_admin_routes
-from airflow_provider_wavespeed.emulator.catalog import find_model
-from airflow_provider_wavespeed.emulator.envelope import ApiError, failure, success
-from airflow_provider_wavespeed.emulator.faults import DROPPED_CONNECTION, Handler
-from airflow_provider_wavespeed.emulator.media import (
+from wavespeed_emulator.admin import ADMIN_PREFIX, add_admin_routes
+from wavespeed_emulator.catalog import find_model
+from wavespeed_emulator.envelope import ApiError, failure, success
+from wavespeed_emulator.faults import DROPPED_CONNECTION, Handler
+from wavespeed_emulator.media import (
     CHUNK_BYTES,
     MEDIA_PREFIX,
     STORAGE_PUT_PREFIX,
@@ -28,13 +28,13 @@ from airflow_provider_wavespeed.emulator.media import (
     media_type,
     safe_filename,
 )
-from airflow_provider_wavespeed.emulator.outage import Outage
-from airflow_provider_wavespeed.emulator.payloads import optional_field, read_json_object, required_field
-from airflow_provider_wavespeed.emulator.predictions import PredictionStatus
-from airflow_provider_wavespeed.emulator.pricing import catalog
-from airflow_provider_wavespeed.emulator.routes import API_ROUTES, UNMATCHED, Route
-from airflow_provider_wavespeed.emulator.service import WaveSpeedService
-from airflow_provider_wavespeed.emulator.stats import DROPPED
+from wavespeed_emulator.outage import Outage
+from wavespeed_emulator.payloads import optional_field, read_json_object, required_field
+from wavespeed_emulator.predictions import PredictionStatus
+from wavespeed_emulator.pricing import catalog
+from wavespeed_emulator.routes import API_ROUTES, UNMATCHED, Route
+from wavespeed_emulator.service import WaveSpeedService
+from wavespeed_emulator.stats import DROPPED
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -161,7 +161,7 @@ class WaveSpeedApi:
 
     async def delete_prediction(self, request: web.Request) -> web.Response:
         prediction = self._service.predictions.get(request.match_info["prediction_id"])
-        prediction.deleted = True
+        self._service.mark_deleted(prediction)
         return success(await self._service.describe(prediction, base_url(request)))
 
     async def price(self, request: web.Request) -> web.Response:

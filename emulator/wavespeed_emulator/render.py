@@ -3,7 +3,7 @@
 The emulator has no lipsync model, but its output is a real, playable MP4 (H.264 + AAC,
 ``+faststart``) whose length and picture follow sync.so's ``sync_mode`` semantics, made by one
 ffmpeg run per prediction. ffmpeg comes from the optional ``imageio-ffmpeg`` wheel, which ships
-the binary (``pip install airflow-provider-wavespeed[emulator]``): no system package, nothing
+the binary (``pip install 'wavespeed-emulator[render]'``): no system package, nothing
 downloaded at run time. `find_ffmpeg` also honours ``IMAGEIO_FFMPEG_EXE``.
 
 With ``V`` the video's length and ``A`` the audio's, the output lasts:
@@ -43,7 +43,7 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from airflow_provider_wavespeed.emulator.catalog import SYNC_MODES
+from wavespeed_emulator.catalog import SYNC_MODES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,7 +93,7 @@ def ffmpeg_executable() -> str:
         import imageio_ffmpeg  # optional: the emulator works without it
     except ImportError:
         raise FfmpegUnavailableError(
-            "imageio-ffmpeg is not installed: pip install 'airflow-provider-wavespeed[emulator]'"
+            "imageio-ffmpeg is not installed: pip install 'wavespeed-emulator[render]'"
         ) from None
     try:
         configured = str(imageio_ffmpeg.get_ffmpeg_exe())

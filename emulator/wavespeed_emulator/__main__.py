@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_wavespeed.emulator``: serve a local WaveSpeed API.
+"""``python -m wavespeed_emulator``: serve a local WaveSpeed API.
 
 Prints ``WaveSpeed emulator listening on http://HOST:PORT`` once it accepts connections, then
 serves until SIGINT or SIGTERM. It logs to stderr, or with ``--log-file PATH`` to that file with
@@ -14,8 +14,8 @@ import resource
 import sys
 from typing import TYPE_CHECKING
 
-from airflow_provider_wavespeed.emulator.cli import options_from_args
-from airflow_provider_wavespeed.emulator.server import serve_until_signalled
+from wavespeed_emulator.cli import options_from_args
+from wavespeed_emulator.server import serve_until_signalled
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator.admin import ADMIN_PREFIX
-from airflow_provider_wavespeed.emulator.app import OUTAGE, build_app
-from airflow_provider_wavespeed.emulator.cli import config_to_argv
-from airflow_provider_wavespeed.emulator.service import WaveSpeedService
+from wavespeed_emulator.admin import ADMIN_PREFIX
+from wavespeed_emulator.app import OUTAGE, build_app
+from wavespeed_emulator.cli import config_to_argv
+from wavespeed_emulator.service import WaveSpeedService
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
     from types import TracebackType
 
-    from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-    from airflow_provider_wavespeed.emulator.faults import FaultConfig
-    from airflow_provider_wavespeed.emulator.outage import OutagePlan
+    from wavespeed_emulator.config import EmulatorConfig
+    from wavespeed_emulator.faults import FaultConfig
+    from wavespeed_emulator.outage import OutagePlan
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ _LISTENING_PATTERN = re.compile(r"WaveSpeed emulator listening on (http://\S+)")
 SHUTDOWN_GRACE_SECONDS = 1.0
 """How long a stop waits for requests in flight, such as a sync-mode submit, before closing them."""
 _CONTROL_TIMEOUT_SECONDS = 30.0
-ACCESS_LOGGER = "airflow_provider_wavespeed.emulator.access"
+ACCESS_LOGGER = "wavespeed_emulator.access"
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
 """Client, request line, status, size, seconds, client name: never a header that carries the key."""
 
@@ -56,6 +56,7 @@ class _Running:
 
 async def _start(config: EmulatorConfig, data_dir: Path, *, access_log: bool = False) -> _Running:
     service = WaveSpeedService(config, data_dir)
+    service.resume()
     runner = web.AppRunner(
         build_app(service),
         access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
@@ -162,7 +163,7 @@ class WaveSpeedEmulator:
         self._with_service(lambda service: service.faults.configure(faults))
 
     def begin_outage(self, plan: OutagePlan) -> dict[str, Any]:
-        """Start a full outage (see `airflow_provider_wavespeed.emulator.outage`); returns its record."""
+        """Start a full outage (see `wavespeed_emulator.outage`); returns its record."""
         outage = self._require_running().runner.app[OUTAGE]
 
         async def begin() -> dict[str, Any]:
@@ -218,13 +219,13 @@ class EmulatorProcess:
     def start(
         cls, config: EmulatorConfig, *, startup_timeout: float = 20.0, log_file: Path | None = None
     ) -> EmulatorProcess:
-        """Run ``python -m airflow_provider_wavespeed.emulator`` and wait for its listening line.
+        """Run ``python -m wavespeed_emulator`` and wait for its listening line.
 
         :param log_file: where the child writes its log, access lines included; its stderr if None.
         """
         logging_argv = [] if log_file is None else ["--log-file", str(log_file)]
         process = subprocess.Popen(  # noqa: S603 - this interpreter, this package, our own flags
-            [sys.executable, "-m", "airflow_provider_wavespeed.emulator", *config_to_argv(config), *logging_argv],
+            [sys.executable, "-m", "wavespeed_emulator", *config_to_argv(config), *logging_argv],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "WAVESPEED_API_KEY": config.api_key},
@@ -274,7 +275,7 @@ class EmulatorProcess:
         self._admin("POST", "reset", {})
 
     def begin_outage(self, plan: OutagePlan) -> dict[str, Any]:
-        """Start a full outage (see `airflow_provider_wavespeed.emulator.outage`); returns its record."""
+        """Start a full outage (see `wavespeed_emulator.outage`); returns its record."""
         record: dict[str, Any] = self._admin("POST", "outage", plan.to_json())["outage"]
         return record
 

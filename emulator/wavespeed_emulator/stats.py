@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.webhooks import WebhookDelivery, WebhookOutcome
+from wavespeed_emulator.webhooks import WebhookDelivery, WebhookOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

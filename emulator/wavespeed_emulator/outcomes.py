@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
+from wavespeed_emulator.envelope import ApiError
 
 if TYPE_CHECKING:
     import random

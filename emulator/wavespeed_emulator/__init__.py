@@ -10,17 +10,20 @@ input URLs (see `outcomes`), and `FaultConfig` injects network and gateway fault
 ``/_emulator/`` holds test-only endpoints (see `admin`).
 
 Run it in-process with `WaveSpeedEmulator`, as a child process with `WaveSpeedEmulator.spawn`, or
-from a shell with ``python -m airflow_provider_wavespeed.emulator --api-key KEY --port 8080``.
+from a shell with ``wavespeed-emulator --api-key KEY --port 8080`` (or ``python -m wavespeed_emulator``).
 
-It depends on aiohttp alone, never on Airflow or the rest of the provider, so that benchmarks and
-the CLI start in a fraction of a second; renders need the optional ``imageio-ffmpeg`` (the
-``emulator`` extra), without which lipsync outputs fall back to placeholders after one warning.
+It depends on aiohttp alone, never on Airflow or the Airflow provider, so that benchmarks and the
+CLI start in a fraction of a second and any client's tests can use it; renders need the optional
+``imageio-ffmpeg`` (the ``render`` extra), without which lipsync outputs fall back to placeholders
+after one warning.
 """
 
 from __future__ import annotations
 
-from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
-from airflow_provider_wavespeed.emulator.server import EmulatorProcess, WaveSpeedEmulator
+from wavespeed_emulator.config import EmulatorConfig
+from wavespeed_emulator.faults import FaultConfig
+from wavespeed_emulator.server import EmulatorProcess, WaveSpeedEmulator
+
+__version__ = "0.1.0"
 
 __all__ = ["EmulatorConfig", "EmulatorProcess", "FaultConfig", "WaveSpeedEmulator"]

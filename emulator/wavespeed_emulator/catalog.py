@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
-from airflow_provider_wavespeed.emulator.payloads import optional_field, required_field
+from wavespeed_emulator.envelope import ApiError
+from wavespeed_emulator.payloads import optional_field, required_field
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -19,15 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.catalog import MODELS, ModelSpec, OutputKind
-from airflow_provider_wavespeed.emulator.render import UnrenderableInputError, output_seconds
+from wavespeed_emulator.catalog import MODELS, ModelSpec, OutputKind
+from wavespeed_emulator.render import UnrenderableInputError, output_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-    from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-    from airflow_provider_wavespeed.emulator.render import Renderer
+    from wavespeed_emulator.config import EmulatorConfig
+    from wavespeed_emulator.render import Renderer
 
 CURRENCY = "USD"
 _PRICE_DECIMALS = 4

@@ -12,18 +12,19 @@ import asyncio
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
+from wavespeed_emulator.envelope import ApiError
+from wavespeed_emulator.outcomes import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
-    from airflow_provider_wavespeed.emulator.catalog import ModelSpec
-    from airflow_provider_wavespeed.emulator.outcomes import Outcome
+    from wavespeed_emulator.catalog import ModelSpec
 
 
 class PredictionStatus(StrEnum):
@@ -51,6 +52,60 @@ class Prediction:
     production: asyncio.Task[None] | None = field(default=None, repr=False)
     first_final_read_at: float | None = None
     """When a client first read it in a final status: how soon a client noticed its end."""
+    local_inputs: dict[str, Path] = field(default_factory=dict)
+    """The inputs that name the emulator's own files, and their paths: what the output is made from."""
+    webhook_url: str | None = None
+    webhook_base_url: str = ""
+    """The submit's base URL, under which the webhook names the outputs."""
+    webhook_sent: bool = False
+
+    @property
+    def needs_output(self) -> bool:
+        """True while the output of a prediction that will succeed is still to be written."""
+        return not self.deleted and not self.outcome.failed and self.outputs_ready_at is None
+
+    @property
+    def needs_webhook(self) -> bool:
+        return self.webhook_url is not None and not self.webhook_sent and not self.deleted
+
+    def to_record(self, media_root: Path) -> dict[str, Any]:
+        """The prediction as plain JSON data, input paths relative to ``media_root`` (see `from_record`)."""
+        return {
+            "id": self.id,
+            "model": self.model.path,
+            "inputs": self.inputs,
+            "outcome": asdict(self.outcome),
+            "created_at": self.created_at,
+            "processing_at": self.processing_at,
+            "base64_output": self.base64_output,
+            "output_names": list(self.output_names),
+            "outputs_ready_at": self.outputs_ready_at,
+            "deleted": self.deleted,
+            "local_inputs": {name: str(path.relative_to(media_root)) for name, path in self.local_inputs.items()},
+            "webhook_url": self.webhook_url,
+            "webhook_base_url": self.webhook_base_url,
+            "webhook_sent": self.webhook_sent,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], model: ModelSpec, media_root: Path) -> Prediction:
+        """The prediction `to_record` saved; ``model`` is the spec of its ``model`` path."""
+        return cls(
+            id=record["id"],
+            model=model,
+            inputs=record["inputs"],
+            outcome=Outcome(**record["outcome"]),
+            created_at=record["created_at"],
+            processing_at=record["processing_at"],
+            base64_output=record["base64_output"],
+            output_names=tuple(record["output_names"]),
+            outputs_ready_at=record["outputs_ready_at"],
+            deleted=record["deleted"],
+            local_inputs={name: media_root / path for name, path in record["local_inputs"].items()},
+            webhook_url=record["webhook_url"],
+            webhook_base_url=record["webhook_base_url"],
+            webhook_sent=record["webhook_sent"],
+        )
 
     @property
     def finished_at(self) -> float:
@@ -152,6 +207,13 @@ class PredictionStore:
         )
         self._predictions[prediction.id] = prediction
         return prediction
+
+    def restore(self, prediction: Prediction) -> None:
+        """Hold a prediction saved by an earlier run of the emulator."""
+        self._predictions[prediction.id] = prediction
+
+    def __contains__(self, prediction: Prediction) -> bool:
+        return self._predictions.get(prediction.id) is prediction
 
     def get(self, prediction_id: str) -> Prediction:
         """Return the prediction, or raise `ApiError` 404 naming the id."""

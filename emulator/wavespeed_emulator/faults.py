@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator.envelope import failure
-from airflow_provider_wavespeed.emulator.routes import API_ROUTES, Route
+from wavespeed_emulator.envelope import failure
+from wavespeed_emulator.routes import API_ROUTES, Route
 
 if TYPE_CHECKING:
-    from airflow_provider_wavespeed.emulator.stats import EmulatorStats
+    from wavespeed_emulator.stats import EmulatorStats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator.envelope import failure
+from wavespeed_emulator.envelope import failure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

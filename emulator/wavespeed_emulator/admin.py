@@ -4,7 +4,7 @@
 - ``POST /_emulator/faults``: replace the fault settings with a JSON object of `FaultConfig` fields;
 - ``POST /_emulator/reset``: forget predictions, outputs, stats and faults;
 - ``POST /_emulator/outage``: a full outage for a while, ``{"mode": "unavailable" | "refused",
-  "seconds": N, "retry_after_seconds": M}`` (see `airflow_provider_wavespeed.emulator.outage`);
+  "seconds": N, "retry_after_seconds": M}`` (see `wavespeed_emulator.outage`);
   ``DELETE /_emulator/outage`` ends an ``unavailable`` one early.
 - ``POST /_emulator/uploads/expire``: delete every uploaded file, as WaveSpeed does after 7 days.
 
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
-from airflow_provider_wavespeed.emulator.loopback import is_loopback_host
-from airflow_provider_wavespeed.emulator.outage import Outage, OutagePlan
-from airflow_provider_wavespeed.emulator.payloads import read_json_object
+from wavespeed_emulator.faults import FaultConfig
+from wavespeed_emulator.loopback import is_loopback_host
+from wavespeed_emulator.outage import Outage, OutagePlan
+from wavespeed_emulator.payloads import read_json_object
 
 if TYPE_CHECKING:
-    from airflow_provider_wavespeed.emulator.service import WaveSpeedService
+    from wavespeed_emulator.service import WaveSpeedService
 
 ADMIN_PREFIX = "/_emulator/"
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from airflow_provider_wavespeed.emulator.loopback import is_loopback_url
+from wavespeed_emulator.loopback import is_loopback_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable

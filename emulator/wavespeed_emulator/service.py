@@ -1,7 +1,9 @@
 """The emulated WaveSpeed backend: the account's predictions, files, balance and webhooks.
 
 It knows nothing of HTTP; `app` parses requests and calls it. All of it runs on the emulator's
-event loop, which is what lets it use plain dicts and counters without locks.
+event loop, which is what lets it use plain dicts and counters without locks. With a configured
+data dir the account is saved there (see `persistence`) and a new process carries on from it:
+`resume` finishes what a stopped one left unfinished.
 """
 
 from __future__ import annotations
@@ -14,27 +16,29 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
-from airflow_provider_wavespeed.emulator.faults import FaultConfig, FaultInjector
-from airflow_provider_wavespeed.emulator.media import MediaStore
-from airflow_provider_wavespeed.emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
-from airflow_provider_wavespeed.emulator.predictions import (
+from wavespeed_emulator.catalog import MODELS
+from wavespeed_emulator.envelope import ApiError
+from wavespeed_emulator.faults import FaultConfig, FaultInjector
+from wavespeed_emulator.media import MediaStore
+from wavespeed_emulator.outcomes import TASK_ERRORS, TASK_EXECUTION_FAILED, plan_outcome
+from wavespeed_emulator.persistence import AccountState
+from wavespeed_emulator.predictions import (
     Prediction,
     PredictionStatus,
     PredictionStore,
     wait_until_finished,
 )
-from airflow_provider_wavespeed.emulator.pricing import Quote, quote
-from airflow_provider_wavespeed.emulator.render import UnrenderableInputError
-from airflow_provider_wavespeed.emulator.stats import EmulatorStats
-from airflow_provider_wavespeed.emulator.webhooks import WebhookSender, new_webhook_secret
+from wavespeed_emulator.pricing import Quote, quote
+from wavespeed_emulator.render import UnrenderableInputError
+from wavespeed_emulator.stats import EmulatorStats
+from wavespeed_emulator.webhooks import WebhookSender, new_webhook_secret
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
     from pathlib import Path
 
-    from airflow_provider_wavespeed.emulator.catalog import ModelSpec
-    from airflow_provider_wavespeed.emulator.config import EmulatorConfig
+    from wavespeed_emulator.catalog import ModelSpec
+    from wavespeed_emulator.config import EmulatorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +55,10 @@ class WaveSpeedService:
         self.media = MediaStore(data_dir)
         self.faults = FaultInjector(self.stats, config.seed)
         self.faults.configure(config.faults)
+        self._state = None if config.data_dir is None else AccountState(data_dir / "state")
+        secret = new_webhook_secret()
         self.webhooks = WebhookSender(
-            secret=new_webhook_secret(),
+            secret=secret if self._state is None else self._state.webhook_secret(secret),
             attempts=config.webhook_attempts,
             retry_seconds=config.webhook_retry_seconds,
             on_delivery=self.stats.record_webhook,
@@ -62,6 +68,29 @@ class WaveSpeedService:
         """What each submit was charged, by prediction id: the account's ledger."""
         self._rng = random.Random(config.seed)
         self._background: set[asyncio.Task[None]] = set()
+        if self._state is not None:
+            self._load(self._state)
+
+    def _load(self, state: AccountState) -> None:
+        """Take up the account an earlier run saved: its predictions, and its ledger charged off the balance."""
+        media_root = self.media.media_root.resolve()
+        for record in state.prediction_records():
+            model = MODELS.get(record["model"])
+            if model is None:
+                logger.warning("Ignoring saved prediction %s of unknown model %r", record["id"], record["model"])
+                continue
+            self.predictions.restore(Prediction.from_record(record, model, media_root))
+        for prediction_id, amount in state.charges().items():
+            self.charges[prediction_id] = amount
+            self.balance = round(self.balance - amount, 6)
+
+    def resume(self) -> None:
+        """Finish in the background what an earlier run left unfinished: outputs to write, webhooks to send."""
+        for prediction in self.predictions:
+            if prediction.needs_output:
+                prediction.production = self._spawn(self._produce_outputs(prediction))
+            if prediction.needs_webhook:
+                self._spawn(self._notify(prediction))
 
     def is_authorized(self, authorization: str | None) -> bool:
         """True when the Authorization header carries this account's key as a Bearer token."""
@@ -117,13 +146,18 @@ class WaveSpeedService:
             queue_seconds=self.config.queue_seconds,
             base64_output=base64_output,
         )
+        prediction.local_inputs = local_inputs
+        prediction.webhook_url, prediction.webhook_base_url = webhook_url, base_url
+        self._save(prediction)
         self.stats.record_submit(model.path, inputs)
         self.balance = round(self.balance - price.discounted_price, 6)
         self.charges[prediction.id] = price.discounted_price
+        if self._state is not None:
+            self._state.save_charge(prediction.id, price.discounted_price, prediction.created_at)
         if not outcome.failed:
-            prediction.production = self._spawn(self._produce_outputs(prediction, local_inputs))
+            prediction.production = self._spawn(self._produce_outputs(prediction))
         if webhook_url is not None:
-            self._spawn(self._notify(prediction, webhook_url, base_url))
+            self._spawn(self._notify(prediction))
         return prediction
 
     async def describe(self, prediction: Prediction, base_url: str, now: float | None = None) -> dict[str, Any]:
@@ -154,11 +188,18 @@ class WaveSpeedService:
             }
         return await self.describe(prediction, base_url)
 
+    def mark_deleted(self, prediction: Prediction) -> None:
+        """Delete a prediction as the single-prediction route does: it stays readable, as ``deleted``."""
+        prediction.deleted = True
+        self._save(prediction)
+
     def delete_predictions(self, prediction_ids: Iterable[str]) -> int:
         """Delete predictions and their outputs for good; return how many existed."""
         removed = self.predictions.remove(prediction_ids)
         for prediction in removed:
             self.media.remove_outputs(prediction.id)
+            if self._state is not None:
+                self._state.forget_prediction(prediction.id)
         return len(removed)
 
     def reset(self) -> None:
@@ -173,6 +214,8 @@ class WaveSpeedService:
         self.faults.configure(FaultConfig())
         self.balance = self.config.balance
         self.charges.clear()
+        if self._state is not None:
+            self._state.clear()
 
     def stats_snapshot(self) -> dict[str, Any]:
         """The counters plus each prediction's timeline, for ``GET /_emulator/stats``."""
@@ -206,7 +249,7 @@ class WaveSpeedService:
             task.cancel()
         return tasks
 
-    async def _produce_outputs(self, prediction: Prediction, local_inputs: dict[str, Path]) -> None:
+    async def _produce_outputs(self, prediction: Prediction) -> None:
         """Write the output; the prediction completes only once it exists, however long that takes.
 
         An input that is not usable media fails the prediction with 1403 and a message naming the
@@ -214,7 +257,7 @@ class WaveSpeedService:
         """
         try:
             name = await self.media.write_output(
-                prediction.id, prediction.model.output, prediction.inputs, local_inputs
+                prediction.id, prediction.model.output, prediction.inputs, prediction.local_inputs
             )
         except UnrenderableInputError as error:
             url = prediction.inputs.get(error.field, "") if error.field else ""
@@ -228,15 +271,22 @@ class WaveSpeedService:
             return
         prediction.output_names = (name,)
         prediction.outputs_ready_at = time.time()
+        self._save(prediction)
 
-    @staticmethod
-    def _fail(prediction: Prediction, message: str) -> None:
+    def _fail(self, prediction: Prediction, message: str) -> None:
         prediction.outcome = replace(prediction.outcome, error_code=TASK_EXECUTION_FAILED, error=message)
+        self._save(prediction)
 
-    async def _notify(self, prediction: Prediction, url: str, base_url: str) -> None:
+    def _save(self, prediction: Prediction) -> None:
+        """Write the prediction's record, unless it is in memory only or was deleted for good meanwhile."""
+        if self._state is not None and prediction in self.predictions:
+            self._state.save_prediction(prediction.to_record(self.media.media_root.resolve()))
+
+    async def _notify(self, prediction: Prediction) -> None:
         """Post the webhook once the prediction ends; a prediction deleted first sends none."""
+        assert prediction.webhook_url is not None
         await wait_until_finished(prediction)
-        data = await self.describe(prediction, base_url)
+        data = await self.describe(prediction, prediction.webhook_base_url)
         status = PredictionStatus(data["status"])
         if status not in (PredictionStatus.COMPLETED, PredictionStatus.FAILED):
             return
@@ -251,7 +301,9 @@ class WaveSpeedService:
             "created_at": data["created_at"],
             "error": data["error"],
         }
-        await self.webhooks.deliver(prediction.id, url, payload)
+        await self.webhooks.deliver(prediction.id, prediction.webhook_url, payload)
+        prediction.webhook_sent = True
+        self._save(prediction)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` in the background, holding a reference so it is not garbage-collected."""

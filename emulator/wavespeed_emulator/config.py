@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_provider_wavespeed.emulator.faults import FaultConfig
+from wavespeed_emulator.faults import FaultConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,8 +21,10 @@ class EmulatorConfig:
     ``price_per_submit``; ``discount_rate`` (0 to 1) lowers what is charged (see `pricing`). A
     submit the balance cannot cover is refused with HTTP ``insufficient_balance_status`` and
     ``insufficient_balance_message`` in the error envelope (WaveSpeed's real answer is not
-    documented); status 0 accepts it and lets the balance go negative. ``data_dir`` None means a
-    temporary directory removed on stop. ``public_base_url`` None means generated URLs follow the request's Host header.
+    documented); status 0 accepts it and lets the balance go negative. ``data_dir`` keeps the
+    account (predictions, uploads, outputs, the ledger) across restarts (see `persistence`); None
+    means a temporary directory removed on stop, and an account that lives as long as the process.
+    ``public_base_url`` None means generated URLs follow the request's Host header.
     """
 
     api_key: str = field(repr=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_wavespeed.emulator.envelope import ApiError
+from wavespeed_emulator.envelope import ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
