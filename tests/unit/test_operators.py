@@ -437,7 +437,7 @@ def test_without_a_task_state_store_the_id_goes_into_a_variable(hook):
             lipsync(deferrable=True).execute(context)
     key = "wavespeed_request_id__dubbing__run-1__lipsync__-1"
     uncertain_key = "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
-    # The submit in flight is recorded before it is sent, then replaced by its request id.
+    # The uncertain submit is recorded before it is sent, then replaced by its request id.
     assert [name for name, _ in writes] == [uncertain_key, key, uncertain_key]
     assert json.loads(writes[0][1])["model"] == "sync/lipsync-1.9.0-beta"
     assert variables == {key: "req-1"}

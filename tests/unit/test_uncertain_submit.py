@@ -44,13 +44,13 @@ def store_with_uncertain_submit() -> StateStore:
     return store
 
 
-def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_answer_is_lost(hook):
+def test_a_submit_is_recorded_as_uncertain_before_it_is_sent_and_kept_when_its_answer_is_lost(hook):
     store = StateStore()
-    in_flight_at_send: list[Any] = []
+    uncertain_at_send: list[Any] = []
 
     def submit(*args: Any, before_send: Any, **kwargs: Any) -> Any:
         before_send(SUBMITTED_AT)
-        in_flight_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
+        uncertain_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
         raise lost_answer()
 
     hook.submit.side_effect = submit
@@ -59,11 +59,11 @@ def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_a
         lipsync().execute(make_context(store))
 
     # A worker killed during the submit leaves the same record behind as a lost answer does.
-    assert in_flight_at_send == [store.values[UNCERTAIN_STATE_KEY]]
+    assert uncertain_at_send == [store.values[UNCERTAIN_STATE_KEY]]
     assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
 
 
-def test_an_answer_the_parser_cannot_read_keeps_the_in_flight_record(hook):
+def test_an_answer_the_parser_cannot_read_keeps_the_uncertain_submit_record(hook):
     # Whatever goes wrong after the request went out, a prediction may exist: only a refusal forgets.
     store = StateStore()
     hook.submit.side_effect = submitting(ValueError("a parser bug"))
@@ -83,7 +83,7 @@ def test_an_answer_the_parser_cannot_read_keeps_the_in_flight_record(hook):
     ],
     ids=["401", "429", "never-connected"],
 )
-def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal):
+def test_a_submit_refused_or_never_sent_leaves_no_uncertain_submit_record(hook, refusal):
     store = StateStore()
     hook.submit.side_effect = submitting(refusal)
 
@@ -93,7 +93,7 @@ def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal
     assert store.values == {}
 
 
-def test_an_answered_submit_replaces_its_in_flight_record_by_the_request_id(hook):
+def test_an_answered_submit_replaces_its_uncertain_submit_record_by_the_request_id(hook):
     store = StateStore()
     hook.submit.side_effect = submitting(parsed("created"))
     hook.get_prediction.return_value = parsed("processing")
@@ -303,7 +303,7 @@ def test_claims_are_read_from_airflow_2s_lazy_sequence(hook):
 
 def test_claims_are_pulled_at_every_map_index_on_the_task_sdk_before_3_3(hook, monkeypatch):
     # Before Airflow 3.3 the Task SDK's xcom_pull defaults to the caller's own map index only.
-    monkeypatch.setattr("airflow_provider_wavespeed.xcoms._airflow_line", lambda: (3, 0))
+    monkeypatch.setattr("airflow_provider_wavespeed.xcoms.AIRFLOW_V_3_3_PLUS", False)
     store = store_with_uncertain_submit()
     hook.list_predictions.side_effect = [listed("req-0", "req-2"), []]
     hook.submit.side_effect = submitting(parsed("created"))
