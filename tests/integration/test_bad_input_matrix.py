@@ -45,7 +45,7 @@ from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncO
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
 from devstack.clips import make_audio, make_video
-from tests.unit.test_operators import StateStore, make_context
+from tests.helpers.airflow_context import StateStore, make_context
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from airflow_provider_wavespeed.emulator import FaultConfig, WaveSpeedEmulator
 from airflow_provider_wavespeed.exceptions import PredictionFailedError, WaveSpeedSubmissionUncertainError
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
-from tests.unit.test_operators import StateStore, make_context
+from tests.helpers.airflow_context import StateStore, make_context
 
 pytestmark = pytest.mark.integration
 

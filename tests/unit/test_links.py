@@ -17,7 +17,8 @@ from airflow_provider_wavespeed.operators.lipsync import (
 )
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.unit.test_operators import make_context, parsed, replaced_hook
+from tests.helpers.airflow_context import make_context
+from tests.helpers.wavespeed_tasks import parsed, replaced_hook
 
 
 @pytest.fixture

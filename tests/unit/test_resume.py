@@ -17,9 +17,10 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedRateLimitError,
     WaveSpeedSubmissionUncertainError,
 )
-from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
+from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
 from airflow_provider_wavespeed.resume import STATE_KEY, UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
-from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook, submitting
+from tests.helpers.airflow_context import StateStore, make_context
+from tests.helpers.wavespeed_tasks import lipsync, parsed, replaced_hook, submitting
 
 SUBMITTED_AT = "2026-11-20T10:00:00+00:00"
 UNCERTAIN = UncertainSubmit(model="sync/lipsync-1.9.0-beta", submitted_at=SUBMITTED_AT)
