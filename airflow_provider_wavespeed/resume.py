@@ -5,13 +5,14 @@ still running or already done. The request id is written down right after the su
 waiting, and read back at the start of the next try:
 
 - Airflow 3.3+: the task state store (``context["task_state_store"]``), kept per task instance
-  across tries, deleted again when the task succeeds. Clearing a task does not discard it (Airflow
-  3.3.2 clears it only on success, with ``[state_store] clear_on_success``).
+  across tries. Clearing a task does not discard it (Airflow 3.3.2 clears it only on success,
+  with ``[state_store] clear_on_success``).
 - Older Airflow (2.11, 3.0-3.2) has no such store, and XComs are wiped at the start of each try,
-  so the id goes into an Airflow Variable named ``wavespeed_request_id__<dag>__<run>__<task>__<map>``,
-  deleted again when the task succeeds. Clearing a task does not delete that Variable: a cleared
-  task whose prediction is still running or completed resumes it (delete the Variable to force a
-  new prediction).
+  so the id goes into an Airflow Variable named ``wavespeed_request_id__<dag>__<run>__<task>__<map>``.
+  Clearing a task does not delete that Variable: a cleared task whose prediction is still running
+  or completed resumes it (delete the Variable to force a new prediction).
+
+Both are deleted when the task succeeds.
 
 Just before the submit is sent, its model and time are recorded the same way, as an *uncertain
 submit* (``wavespeed_uncertain_submit``: sent, outcome unknown), and replaced by the request id
