@@ -84,7 +84,7 @@ def test_the_readmes_first_dag_parses_and_labels_each_dub_by_its_language(tmp_pa
     first_dag = readme.split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "readme_dag.py").write_text(first_dag)
 
-    bag = dag_bag(tmp_path)
+    bag = dag_bag(str(tmp_path))
 
     assert bag.import_errors == {}
     lipsync = bag.dags["dub_interview"].get_task("lipsync")
