@@ -66,7 +66,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.operators.lipsync"]}
+            {
+                "integration-name": "WaveSpeed",
+                "python-modules": [
+                    "airflow_provider_wavespeed.operators.run_model",
+                    "airflow_provider_wavespeed.operators.lipsync",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": "WaveSpeed", "python-modules": ["airflow_provider_wavespeed.sensors.prediction"]}

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 from airflow_provider_wavespeed.media import local_path_of, path_text
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_wavespeed.xcoms import RESULT_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import TaskInstanceKey
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def _result_of(ti_key: TaskInstanceKey) -> dict[str, Any]:
     from airflow.providers.common.compat.sdk import XCom
 
-    result = XCom.get_value(ti_key=ti_key, key="return_value")
+    result = XCom.get_value(ti_key=ti_key, key=RESULT_XCOM_KEY)
     return result if isinstance(result, dict) else {}
 
 

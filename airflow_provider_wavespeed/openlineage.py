@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
+    from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
 
 EXTERNAL_QUERY_SOURCE = "wavespeed"
 """The ``source`` of the ``ExternalQueryRunFacet`` that carries a prediction's request id."""

@@ -37,7 +37,7 @@ from airflow_provider_wavespeed.media import (
     path_text,
     url_scheme,
 )
-from airflow_provider_wavespeed.xcoms import pull_from_every_task_instance
+from airflow_provider_wavespeed.xcoms import CLAIM_XCOM_KEY, pull_from_every_task_instance
 
 if TYPE_CHECKING:
     from airflow_provider_wavespeed.content import MediaContent
@@ -51,8 +51,6 @@ IF_OUTPUT_EXISTS_POLICIES: tuple[str, ...] = get_args(IfOutputExists)
 
 RECORD_SUFFIX = ".wavespeed.json"
 INDEX_DIRECTORY = ".wavespeed"
-CLAIM_XCOM_KEY = "wavespeed_output_file"
-INPUTS_XCOM_KEY = "wavespeed_inputs"
 
 
 def check_if_output_exists(policy: Any) -> None:

@@ -1,47 +1,66 @@
-"""Remembering which prediction a task instance submitted, across its tries.
+"""Remembering which prediction a task instance submitted, across its tries, and resuming it.
 
 A retry (or a worker that died mid-wait) must not pay for a second prediction while the first is
 still running or already done. The request id is written down right after the submit, before any
 waiting, and read back at the start of the next try:
 
 - Airflow 3.3+: the task state store (``context["task_state_store"]``), kept per task instance
-  across tries, deleted again when the task succeeds. Clearing a task does not discard it (Airflow
-  3.3.2 clears it only on success, with ``[state_store] clear_on_success``).
+  across tries. Clearing a task does not discard it (Airflow 3.3.2 clears it only on success,
+  with ``[state_store] clear_on_success``).
 - Older Airflow (2.11, 3.0-3.2) has no such store, and XComs are wiped at the start of each try,
-  so the id goes into an Airflow Variable named ``wavespeed_request_id__<dag>__<run>__<task>__<map>``,
-  deleted again when the task succeeds. Clearing a task does not delete that Variable: a cleared
-  task whose prediction is still running or completed resumes it (delete the Variable to force a
-  new prediction).
+  so the id goes into an Airflow Variable named ``wavespeed_request_id__<dag>__<run>__<task>__<map>``.
+  Clearing a task does not delete that Variable: a cleared task whose prediction is still running
+  or completed resumes it (delete the Variable to force a new prediction).
 
-Just before the submit is sent, its model and time are recorded the same way
-(``wavespeed_uncertain_submit``), and replaced by the request id once it is answered. A submit
-whose answer was lost (:class:`~airflow_provider_wavespeed.exceptions.WaveSpeedSubmissionUncertainError`),
-or a worker that died before the id was written, leaves that record behind: a paid prediction may
-exist, and the next try reconciles the record with WaveSpeed's prediction history before it may
-submit again (:func:`unclaimed_candidates`). So no window remains in which a retry pays twice
+Both are deleted when the task succeeds.
+
+Just before the submit is sent, its model and time are recorded the same way, as an *uncertain
+submit* (``wavespeed_uncertain_submit``: sent, outcome unknown), and replaced by the request id
+once it is answered. A submit whose answer was lost
+(:class:`~airflow_provider_wavespeed.exceptions.WaveSpeedSubmissionUncertainError`), or a worker
+that died before the id was written, leaves that record behind: a paid prediction may exist, and
+the next try reconciles the record with WaveSpeed's prediction history before it may submit again
+(:func:`reconcile_uncertain_submit`). So no window remains in which a retry pays twice
 unknowingly; at worst it fails, naming the predictions that may be the lost one.
+
+When a task's last try fails, the records nothing would use again are deleted
+(:func:`settle_records_after_last_try`); those a clear would use (a prediction still to collect,
+an uncertain submit) are kept, and the log says why.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from airflow_provider_wavespeed.exceptions import WaveSpeedError
+from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
+    WaveSpeedError,
+    WaveSpeedNotFoundError,
+    WaveSpeedSubmissionUncertainError,
+    resume_hint,
+)
+from airflow_provider_wavespeed.xcoms import REQUEST_ID_XCOM_KEY, pull_from_every_task_instance
 
 if TYPE_CHECKING:
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
     from airflow_provider_wavespeed.models import Prediction
 
-log = logging.getLogger(__name__)
-
 STATE_KEY = "wavespeed_request_id"
 UNCERTAIN_STATE_KEY = "wavespeed_uncertain_submit"
+
+
+class TaskLog(Protocol):
+    """The task's logger (the operator's ``self.log``), where these messages belong."""
+
+    def info(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
 
 CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 """How far before our own clock's submit time WaveSpeed's history is searched: its ``created_at``
@@ -84,7 +103,7 @@ class SubmittedPredictionRecord:
         return str(value) if value else None
 
     def remember(self, request_id: str) -> None:
-        """Record the submitted prediction; it replaces the record of the submit being in flight."""
+        """Record the submitted prediction; it replaces the record of its uncertain submit."""
         self._set(
             STATE_KEY,
             request_id,
@@ -220,3 +239,178 @@ def unclaimed_candidates(hook: WaveSpeedHook, uncertain: UncertainSubmit, claime
         "checked; nothing was submitted again. Find it in WaveSpeed's history and wait for it with "
         "PredictionSensor(request_id=...)."
     )
+
+
+def resume_earlier_prediction(
+    hook: WaveSpeedHook, record: SubmittedPredictionRecord, log: TaskLog
+) -> Prediction | None:
+    """The prediction an earlier try submitted, when it can still be collected; None when a new one is needed."""
+    request_id = record.recall()
+    if not request_id:
+        return None
+    try:
+        earlier = hook.get_prediction(request_id)
+    except WaveSpeedNotFoundError:
+        log.warning(
+            "An earlier try submitted WaveSpeed prediction %s, which WaveSpeed no longer knows; submitting a new one.",
+            request_id,
+        )
+        return None
+    if earlier.is_failed:
+        log.warning(
+            "An earlier try's WaveSpeed prediction %s ended '%s' (%s); submitting a new one.",
+            request_id,
+            earlier.status,
+            earlier.error or "no error message",
+        )
+        return None
+    log.info(
+        "Resuming WaveSpeed prediction %s (%s) submitted by an earlier try, instead of paying for a new one "
+        "(recorded in the %s).",
+        request_id,
+        earlier.status,
+        record.backend,
+    )
+    return earlier
+
+
+def reconcile_uncertain_submit(
+    hook: WaveSpeedHook,
+    record: SubmittedPredictionRecord,
+    uncertain: UncertainSubmit,
+    *,
+    policy: str,
+    claimed_by_others: set[str],
+    log: TaskLog,
+) -> None:
+    """Return when an earlier try's uncertain submit may be followed by a new one; raise otherwise.
+
+    With ``policy="resubmit"`` it always may. With ``"fail"`` only when WaveSpeed's history proves
+    the uncertain submit created nothing: its history lists no inputs, so a prediction of the same
+    model created since may be that submit's. Those in ``claimed_by_others`` (other task instances
+    of this DAG run recorded them) and this task instance's own earlier prediction are not; any
+    other one might be, and is never adopted blindly (it could be another DAG's).
+
+    :raises WaveSpeedSubmissionUncertainError: a prediction that may be the uncertain submit's exists.
+    """
+    if policy == "resubmit":
+        log.warning(
+            "An earlier try's submit to WaveSpeed model '%s' at %s left no request id; it may have created a "
+            "paid prediction. uncertain_submit='resubmit': submitting again, so WaveSpeed may charge for both.",
+            uncertain.model,
+            uncertain.submitted_at,
+        )
+        record.forget_uncertain()
+        return
+    candidates = unclaimed_candidates(hook, uncertain, claimed_by_others | {record.recall() or ""})
+    if not candidates:
+        log.warning(
+            "An earlier try's submit to WaveSpeed model '%s' at %s left no request id (its answer was lost, "
+            "or the try died while submitting). WaveSpeed lists no prediction of that model created since %s "
+            "that another task claims, so that submit created nothing and submitting again is safe.",
+            uncertain.model,
+            uncertain.submitted_at,
+            uncertain.search_from,
+        )
+        record.forget_uncertain()
+        return
+    shown = ", ".join(prediction.id for prediction in candidates[:20])
+    more = f" and {len(candidates) - 20} more" if len(candidates) > 20 else ""
+    raise WaveSpeedSubmissionUncertainError(
+        f"An earlier try's submit to WaveSpeed model '{uncertain.model}' at {uncertain.submitted_at} left no "
+        "request id (its answer was lost, or the try died while submitting), and WaveSpeed lists "
+        f"{len(candidates)} prediction(s) of that model created since {uncertain.search_from} that no other "
+        f"task of this DAG run claims: {shown}{more}. One of them may be this task's (other DAGs may use the "
+        "model too); WaveSpeed's history shows no inputs, so it cannot be told apart, and nothing was "
+        "submitted again (uncertain_submit='fail'). To submit a new prediction (paid; the lost one, if it "
+        f"exists, stays billed): {record.how_to_forget()}. To never stop here, set uncertain_submit='resubmit'.",
+        model=uncertain.model,
+        submitted_at=uncertain.submitted_at,
+    )
+
+
+def request_ids_claimed_by_others(context: Any, task_ids: list[str], log: TaskLog) -> set[str]:
+    """The request ids the tasks of this DAG run have pushed to XCom, at every map index."""
+    try:
+        pulled = pull_from_every_task_instance(context, task_ids, REQUEST_ID_XCOM_KEY)
+        return {value for value in pulled if isinstance(value, str)}
+    # Knowing fewer claimed ids only makes the check stricter (more candidates), never unsafe.
+    except Exception:
+        log.warning("Could not read the request ids of the other tasks of this run", exc_info=True)
+        return set()
+
+
+def is_last_try(context: Any, error: BaseException) -> bool:
+    """Whether ``error`` fails the task for good: no retry follows it (a person may still clear the task).
+
+    Airflow retries a task while ``try_number <= max_tries`` (``max_tries`` starts at the task's
+    ``retries`` and grows when the task is cleared), never after an ``AirflowFailException``. When
+    either number is unknown, a retry is assumed, which only keeps a record that may be needed.
+    """
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    if isinstance(error, AirflowFailException):
+        return True
+    ti = context["ti"]
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False
+    return not (max_tries and try_number <= max_tries)
+
+
+def settle_records_after_last_try(
+    hook: WaveSpeedHook, record: SubmittedPredictionRecord, error: BaseException, log: TaskLog
+) -> None:
+    """After the last try failed: delete the records nothing will use, keep the ones a clear would, and say which.
+
+    Clearing the task runs it again with whatever record it finds. An uncertain submit is kept:
+    without it a clear would submit again blindly, and could pay twice. A request id is kept while
+    its prediction can still be collected (running, or completed but not stored): a clear resumes
+    it without paying again. It is deleted when there is nothing to collect: the prediction failed
+    on WaveSpeed's side, or WaveSpeed no longer knows it. When WaveSpeed cannot be asked, it is kept.
+    """
+    uncertain = record.recall_uncertain()
+    if uncertain is not None:
+        log.warning(
+            "Kept the record of the uncertain submit to WaveSpeed model '%s' at %s (in the %s): clearing this task "
+            "first looks in WaveSpeed's history for the prediction it may have created. To submit anew regardless "
+            "(paid): %s.",
+            uncertain.model,
+            uncertain.submitted_at,
+            record.backend,
+            record.how_to_forget(),
+        )
+        return
+    request_id = record.recall()
+    if request_id is None:
+        return
+    ended_without_output = _ended_without_output(hook, request_id, error)
+    if ended_without_output is None:
+        log.warning(
+            "Kept the record of WaveSpeed prediction %s (in the %s). %s",
+            request_id,
+            record.backend,
+            resume_hint(request_id),
+        )
+        return
+    record.forget()
+    log.info(
+        "WaveSpeed prediction %s %s, so there is nothing to collect: deleted its record (in the %s); clearing this "
+        "task submits a new prediction.",
+        request_id,
+        ended_without_output,
+        record.backend,
+    )
+
+
+def _ended_without_output(hook: WaveSpeedHook, request_id: str, error: BaseException) -> str | None:
+    """How the prediction ended with nothing to collect (failed, unknown to WaveSpeed); None if it may not have."""
+    if isinstance(error, PredictionFailedError) and error.request_id == request_id:
+        return f"ended '{error.status}'"
+    try:
+        prediction = hook.get_prediction(request_id, retry=False)
+    except WaveSpeedNotFoundError:
+        return "is unknown to WaveSpeed"
+    except WaveSpeedError:
+        return None
+    return f"ended '{prediction.status}'" if prediction.is_failed else None

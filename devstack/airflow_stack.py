@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 # Why the harness cannot run on the installed Airflow (None: it can): it drives Airflow 3's
 # api-server (the /api/v2 REST API, the /execution API its workers call), which 2.11 does not have.
+# Read from the distribution rather than version_compat: importing Airflow would initialise its
+# settings (and write an airflow.cfg) in the harness's own process, which runs no Airflow code.
 HARNESS_UNAVAILABLE = (
     f"the harness drives Airflow 3's api-server (/api/v2, /execution); Airflow {version('apache-airflow')} has none"
-    if AIRFLOW_VERSION < (3, 0)
+    if Version(version("apache-airflow")).major < 3
     else None
 )
 ADMIN_USER = "admin"

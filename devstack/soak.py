@@ -518,7 +518,7 @@ class WorkerKiller(threading.Thread):
             if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
                 pids = self._targets(kill.strike, map_index, str(instance["id"]))
             # Not the emulator's submit counter: a kill between the submit's acceptance and the record
-            # of its id leaves only the in-flight record, whose retry reconciles rather than resume
+            # of its id leaves only the uncertain-submit record, whose retry reconciles rather than resume
             # (see airflow_provider_wavespeed.resume); this soak checks the resuming kind.
             if not self._reader.has_request_id(self._run_id, map_index):
                 # Looking for the processes reads all of /proc: while they have not started (a task

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-from airflow_provider_wavespeed.operators.budget import COST_XCOM_KEY, spend_summary
+from airflow_provider_wavespeed.operators.budget import spend_summary
+from airflow_provider_wavespeed.xcoms import COST_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

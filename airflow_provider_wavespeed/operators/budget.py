@@ -18,14 +18,12 @@ from airflow_provider_wavespeed.media import is_http_url
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL
 from airflow_provider_wavespeed.uploads import UploadCache, upload_once
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
+from airflow_provider_wavespeed.xcoms import COST_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-
-COST_XCOM_KEY = "cost"
-"""The XCom holding a run's quote: ``total``, ``currency``, ``budget``, ``within_budget``, ``quotes``."""
 
 
 class WaveSpeedBudgetOperator(BaseOperator):

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_wavespeed.media import local_path_of, path_text
+from airflow_provider_wavespeed.xcoms import REQUEST_ID_XCOM_KEY, RESULT_XCOM_KEY
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -175,7 +176,7 @@ def read_board(dag_id: str, run_id: str, *, session: Session) -> RunBoard:
     records = [
         _record(ti, xcoms.get((ti.task_id, ti.map_index), {}), _rendered_inputs(ti, session=session))
         for ti in instances
-        if ti.operator in WAVESPEED_TASK_TYPES or "request_id" in xcoms.get((ti.task_id, ti.map_index), {})
+        if ti.operator in WAVESPEED_TASK_TYPES or REQUEST_ID_XCOM_KEY in xcoms.get((ti.task_id, ti.map_index), {})
     ]
     return RunBoard(dag_id=dag_id, run_id=run_id, records=records)
 
@@ -197,9 +198,9 @@ def readable_stored_output(stored: str) -> bool:
 
 
 def _record(ti: Any, xcoms: dict[str, tuple[Any, datetime]], inputs: dict[str, Any]) -> PredictionRecord:
-    result_value, completed_at = xcoms.get("return_value", (None, None))
+    result_value, completed_at = xcoms.get(RESULT_XCOM_KEY, (None, None))
     result = result_value if isinstance(result_value, dict) else {}
-    request_value, submitted_at = xcoms.get("request_id", (None, None))
+    request_value, submitted_at = xcoms.get(REQUEST_ID_XCOM_KEY, (None, None))
     request_id = result.get("request_id") or (request_value if isinstance(request_value, str) else None)
     state = str(ti.state.value if hasattr(ti.state, "value") else ti.state or "none")
     end = ti.end_date
@@ -276,7 +277,7 @@ def _xcoms(
     query = select(XComModel).where(
         XComModel.dag_id == dag_id,
         XComModel.run_id == run_id,
-        XComModel.key.in_(("return_value", "request_id")),
+        XComModel.key.in_((RESULT_XCOM_KEY, REQUEST_ID_XCOM_KEY)),
     )
     if task_ids is not None:
         query = query.where(XComModel.task_id.in_(task_ids))

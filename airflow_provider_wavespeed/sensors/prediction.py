@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_wavespeed.deferral import defer_until_prediction_ends
 from airflow_provider_wavespeed.exceptions import WaveSpeedError
 from airflow_provider_wavespeed.links import WaveSpeedOutputLink, first
 from airflow_provider_wavespeed.outputs import (
@@ -31,9 +30,6 @@ if TYPE_CHECKING:
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
     from airflow_provider_wavespeed.models import Prediction
 
-# See WaveSpeedRunModelOperator: the trigger's own timeout event must win over the framework's.
-_DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
-
 
 class PredictionSensor(BaseSensorOperator):
     """Wait until a WaveSpeed prediction completes; return its result dict through XCom.
@@ -54,7 +50,7 @@ class PredictionSensor(BaseSensorOperator):
     :param max_poll_interval: the longest interval deferred checks back off to, in seconds.
     :param fail_on_nsfw: fail when WaveSpeed flags an output as NSFW.
     :param output_path: where to copy every output, with a provenance record, as the operators
-        do (see :class:`~airflow_provider_wavespeed.operators.lipsync.WaveSpeedRunModelOperator`).
+        do (see :class:`~airflow_provider_wavespeed.operators.run_model.WaveSpeedRunModelOperator`).
         A sensor knows its prediction only by ``request_id``: an output stored there from the same
         request id is returned without waiting or downloading again. Templated.
     :param if_output_exists: ``skip_if_same_inputs`` (default; the same request id), ``overwrite``
@@ -126,20 +122,13 @@ class PredictionSensor(BaseSensorOperator):
         prediction.raise_for_failure()
         if prediction.is_completed:
             return self._result(context, prediction)
-        from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
-
-        timeout_seconds = float(self.timeout)
-        self.defer(
-            trigger=PredictionTrigger(
-                request_id=prediction.id,
-                end_time=time.time() + timeout_seconds,
-                submitted_at=prediction.created_at.timestamp() if prediction.created_at else time.time(),
-                wavespeed_conn_id=self.wavespeed_conn_id,
-                poll_interval=float(self.poke_interval),
-                max_poll_interval=self.max_poll_interval,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=timeout_seconds + self.max_poll_interval) + _DEFER_TIMEOUT_MARGIN,
+        defer_until_prediction_ends(
+            self,
+            prediction,
+            wavespeed_conn_id=self.wavespeed_conn_id,
+            timeout_seconds=float(self.timeout),
+            poll_interval=float(self.poke_interval),
+            max_poll_interval=self.max_poll_interval,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from devstack.airflow_stack import AIRFLOW_VERSION
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
 
-if AIRFLOW_VERSION < (3, 1):
+if not AIRFLOW_V_3_1_PLUS:
     pytest.skip(
         "the benchmarks measure Airflow 3.1+ (airflow.sdk parse cost, the api-server harness)",
         allow_module_level=True,

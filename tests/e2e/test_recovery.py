@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.airflow_stack import AIRFLOW_VERSION, LocalAirflow
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_3_PLUS
+from devstack.airflow_stack import LocalAirflow
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.test_outages import upload
 from wavespeed_emulator import FaultConfig
@@ -24,7 +25,7 @@ from wavespeed_emulator import FaultConfig
 pytestmark = [
     pytest.mark.e2e,
     requires_api_server,
-    pytest.mark.skipif(AIRFLOW_VERSION < (3, 3), reason="the task state store is Airflow 3.3's"),
+    pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the task state store is Airflow 3.3's"),
 ]
 DAG_ID, TASK_ID = "e2e_recovery", "lipsync"
 

@@ -35,12 +35,12 @@ def dag_bag(folder: str) -> Any:
 
 def run_dag(dag_id: str, conf: dict[str, Any] | None = None, *, folder: str = TEST_DAGS, **test_kwargs: Any) -> Any:
     """Parse ``folder`` and run one DAG of it to the end with ``dag.test()``; return the DAG run."""
-    import airflow
+    from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
 
     bag = dag_bag(folder)
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags[dag_id]
-    if airflow.__version__.startswith("3.0."):
+    if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
         _store_like_the_dag_processor(bag, folder)
     if "logical_date" in test_kwargs and "logical_date" not in inspect.signature(dag.test).parameters:
         test_kwargs["execution_date"] = test_kwargs.pop("logical_date")  # Airflow 2's name for it

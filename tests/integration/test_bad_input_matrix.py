@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import airflow
 import pytest
 import requests_mock as requests_mock_module
 from airflow.exceptions import AirflowException
@@ -42,8 +41,9 @@ from airflow_provider_wavespeed.exceptions import (
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncOperator
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
 from devstack.clips import make_audio, make_video
-from tests.unit.test_operators import StateStore, make_context
+from tests.helpers.airflow_context import StateStore, make_context
 from wavespeed_emulator import WaveSpeedEmulator
 from wavespeed_emulator.faults import FaultConfig
 
@@ -59,7 +59,7 @@ QUOTED = {"models": 1, "price": 1}
 ANY = -1
 """An expected request count that depends on timing: at least one."""
 # Airflow 2 reports a missing operator argument as an AirflowException, Airflow 3 as a TypeError.
-MISSING_ARGUMENT_ERROR: type[Exception] = AirflowException if airflow.__version__.startswith("2.") else TypeError
+MISSING_ARGUMENT_ERROR: type[Exception] = TypeError if AIRFLOW_V_3_0_PLUS else AirflowException
 
 
 @dataclass

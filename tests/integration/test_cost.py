@@ -15,8 +15,8 @@ import pytest
 from airflow_provider_wavespeed.exceptions import WaveSpeedCostError, WaveSpeedInsufficientBalanceError
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
 from devstack.clips import make_audio, make_video
+from tests.helpers.airflow_context import StateStore, make_context
 from tests.integration.dag_runs import run_example, task_states, use_emulator, xcom
-from tests.unit.test_operators import StateStore, make_context
 from wavespeed_emulator import WaveSpeedEmulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]

@@ -12,8 +12,8 @@ import requests
 from airflow_provider_wavespeed.exceptions import WaveSpeedUnavailableError
 from airflow_provider_wavespeed.operators.lipsync import LIPSYNC_MODEL, LipsyncOperator
 from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY
+from tests.helpers.airflow_context import StateStore, make_context
 from tests.integration.dag_runs import use_emulator
-from tests.unit.test_operators import StateStore, make_context
 from wavespeed_emulator import WaveSpeedEmulator
 from wavespeed_emulator.outage import OutageMode, OutagePlan
 

@@ -19,7 +19,7 @@ from unittest import mock
 import pytest
 
 from airflow_provider_wavespeed.resume import UNCERTAIN_STATE_KEY, SubmittedPredictionRecord
-from tests.unit.test_operators import make_context
+from tests.helpers.airflow_context import make_context
 
 pytestmark = pytest.mark.integration
 

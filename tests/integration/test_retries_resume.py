@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_wavespeed.exceptions import PredictionFailedError, WaveSpeedSubmissionUncertainError
+from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
+    PredictionWaitTimeoutError,
+    WaveSpeedSubmissionUncertainError,
+)
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
-from tests.unit.test_operators import StateStore, make_context
+from tests.helpers.airflow_context import StateStore, make_context, variables, without_state_store
 from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
 
 pytestmark = pytest.mark.integration
@@ -59,39 +61,50 @@ def test_retry_after_a_failed_prediction_submits_anew(lipsync_emulator: WaveSpee
     assert lipsync_emulator.stats()["submits"] == 2
 
 
-class VariableStore:
-    """Airflow Variables as a dict: the backend a retry reads on Airflow 2.11 and 3.0-3.2."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get(self, key: str, default: object = None) -> object:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: str, description: str | None = None) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        del self.values[key]
+REQUEST_ID_VARIABLE = "wavespeed_request_id__dubbing__run-1__lipsync__-1"
 
 
 def test_without_a_task_state_store_a_killed_worker_s_retry_resumes_through_a_variable(
     lipsync_emulator: WaveSpeedEmulator,
 ):
-    variables = VariableStore()
-    context = make_context()
-    del context["task_state_store"]  # Airflow < 3.3
-    with mock.patch("airflow.providers.common.compat.sdk.Variable", variables):
+    context = without_state_store(make_context())
+    with variables() as held:
         with pytest.raises(TaskDeferred) as deferred:
             lipsync(deferrable=True).execute(context)
         # The worker is SIGKILLed here: nothing after the deferral runs, the Variable stays.
-        assert list(variables.values) == ["wavespeed_request_id__dubbing__run-1__lipsync__-1"]
+        assert list(held) == [REQUEST_ID_VARIABLE]
 
         result = lipsync(deferrable=False).execute(context)
 
     assert result["request_id"] == deferred.value.trigger.request_id
     assert lipsync_emulator.stats()["submits"] == 1
-    assert variables.values == {}, "the Variable is deleted when the task succeeds"
+    assert held == {}, "the Variable is deleted when the task succeeds"
+
+
+def test_the_last_try_of_a_failed_prediction_leaves_no_variable_behind(lipsync_emulator: WaveSpeedEmulator):
+    last_try = without_state_store(make_context(try_number=2, max_tries=1))
+    with variables() as held, pytest.raises(PredictionFailedError, match="1402"):
+        lipsync(video="https://media.invalid/private.mp4", deferrable=False).execute(last_try)
+
+    assert held == {}
+    assert lipsync_emulator.stats()["submits"] == 1
+
+
+def test_the_last_try_keeps_the_variable_of_a_paid_prediction_and_a_clear_collects_it_without_paying(
+    lipsync_emulator: WaveSpeedEmulator,
+):
+    last_try = without_state_store(make_context(try_number=2, max_tries=1))
+    with variables() as held:
+        with pytest.raises(PredictionWaitTimeoutError):
+            lipsync(deferrable=False, timeout=0.1).execute(last_try)
+        assert list(held) == [REQUEST_ID_VARIABLE]
+
+        # A clear raises max_tries past the try number: the task runs again, with the Variable.
+        result = lipsync(deferrable=False).execute(without_state_store(make_context(try_number=3, max_tries=3)))
+
+    assert result["status"] == "completed"
+    assert lipsync_emulator.stats()["submits"] == 1
+    assert held == {}
 
 
 def test_a_submit_lost_after_acceptance_is_never_paid_twice_and_fails_loudly(lipsync_emulator: WaveSpeedEmulator):

@@ -16,7 +16,7 @@ from airflow_provider_wavespeed.exceptions import (
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
 from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, catalog_from_api, parse_envelope
 from airflow_provider_wavespeed.schema import check_inputs
-from tests.unit.test_hook import BASE, envelope
+from tests.helpers.api_answers import BASE, envelope
 from wavespeed_emulator import EmulatorConfig
 from wavespeed_emulator.pricing import catalog
 
@@ -211,15 +211,15 @@ def test_other_refusals_keep_their_own_type(http_status, message, error):
 
 @pytest.fixture
 def operator_hook():
-    from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
-    from tests.unit.test_operators import replaced_hook
+    from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
+    from tests.helpers.wavespeed_tasks import replaced_hook
 
     yield from replaced_hook(WaveSpeedRunModelOperator)
 
 
 def run_model(**kwargs: Any) -> Any:
-    from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
-    from tests.unit.test_operators import make_context
+    from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
+    from tests.helpers.airflow_context import make_context
 
     arguments = {
         "model": "wavespeed-ai/z-image/turbo",
@@ -232,7 +232,8 @@ def run_model(**kwargs: Any) -> Any:
 
 def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(operator_hook, tmp_path):
     from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator
-    from tests.unit.test_operators import MP4_HEADER, make_context
+    from tests.helpers.airflow_context import make_context
+    from tests.helpers.wavespeed_tasks import MP4_HEADER
 
     local_video = tmp_path / "talk.mp4"
     local_video.write_bytes(MP4_HEADER + b"\x00" * 64)
@@ -252,7 +253,7 @@ def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(operat
 
 
 def test_a_model_the_catalog_does_not_list_fails_unless_allowed(operator_hook):
-    from tests.unit.test_operators import parsed
+    from tests.helpers.wavespeed_tasks import parsed
 
     operator_hook.get_catalog_model.return_value = None
     with pytest.raises(
@@ -281,7 +282,7 @@ def test_max_price_and_min_balance_after_stop_before_the_submit(operator_hook):
 
 @pytest.mark.parametrize(("name", "value"), [("max_price", "1"), ("max_price", -1), ("min_balance_after", True)])
 def test_a_cap_that_is_not_an_amount_fails_when_the_dag_is_parsed(name, value):
-    from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
+    from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
 
     with pytest.raises(ValueError, match=name):
         WaveSpeedRunModelOperator(task_id="run", model="a/b", inputs={}, **{name: value})

@@ -16,9 +16,9 @@ from airflow_provider_wavespeed.operators.lipsync import (
     WaveSpeedRunModelOperator,
 )
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
-from tests.unit.test_operators import make_context, parsed, replaced_hook
-
-AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
+from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.airflow_context import make_context
+from tests.helpers.wavespeed_tasks import parsed, replaced_hook
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_stored_output_links_to_somewhere_a_person_can_open_it(stored, url):
     assert browsable_url(stored) == url
 
 
-@pytest.mark.skipif(AIRFLOW_2, reason="Airflow 2 computes links in the webserver, from XCom")
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 computes links in the webserver, from XCom")
 def test_links_come_from_the_operator_that_ran_without_any_xcom_lookup(hook, tmp_path: Path):
     hook.submit.return_value = parsed("created")
     hook.wait_for_prediction.return_value = parsed("completed")
@@ -107,7 +107,7 @@ def test_links_come_from_the_operator_that_ran_without_any_xcom_lookup(hook, tmp
     xcom.get_value.assert_not_called()
 
 
-@pytest.mark.skipif(AIRFLOW_2, reason="Airflow 2 computes links in the webserver, from XCom")
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 computes links in the webserver, from XCom")
 def test_the_sensor_links_wavespeeds_copy_once_completed(sensor_hook):
     sensor_hook.get_prediction.return_value = parsed("completed")
     sensor = PredictionSensor(task_id="wait", request_id="req-1")
@@ -116,7 +116,7 @@ def test_the_sensor_links_wavespeeds_copy_once_completed(sensor_hook):
     assert WaveSpeedOutputLink().get_link(sensor, ti_key=mock.sentinel.ti_key) == "https://cdn.test/out.mp4"
 
 
-@pytest.mark.skipif(not AIRFLOW_2, reason="Airflow 3 computes links on the worker")
+@pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 3 computes links on the worker")
 def test_on_airflow_2_links_come_from_the_result_in_xcom():
     result = {"outputs": ["https://cdn.test/out.mp4"], "stored_outputs": ["/data/out.mp4"]}
     operator = LipsyncOperator(task_id="lipsync", video="v", audio="a")

@@ -54,16 +54,22 @@ def test_every_module_the_provider_info_names_imports():
                 importlib.import_module(module)
 
 
+def test_every_operator_class_is_listed_in_the_module_that_defines_it():
+    from airflow_provider_wavespeed.operators.lipsync import LipsyncOperator, WaveSpeedRunModelOperator
+
+    (operators,) = get_provider_info()["operators"]
+    assert {LipsyncOperator.__module__, WaveSpeedRunModelOperator.__module__} <= set(operators["python-modules"])
+
+
 def test_the_ui_plugin_is_an_entry_point_that_loads_on_airflow_3_1_and_later_only():
     from importlib.metadata import entry_points
 
-    from airflow import __version__
-
     from airflow_provider_wavespeed.plugins.wavespeed_view import WaveSpeedViewPlugin
+    from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_1_PLUS
 
     (entry_point,) = {ep for ep in entry_points(group="airflow.plugins") if ep.name == "wavespeed"}
     loaded = entry_point.load()
-    if tuple(int(part) for part in __version__.split(".")[:2]) >= (3, 1):
+    if AIRFLOW_V_3_1_PLUS:
         assert loaded is WaveSpeedViewPlugin
         assert {view["destination"] for view in loaded.external_views} == {"task_instance", "dag_run"}
         assert [app["url_prefix"] for app in loaded.fastapi_apps] == ["/wavespeed"]

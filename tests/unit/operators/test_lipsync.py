@@ -1,26 +1,21 @@
-"""LipsyncOperator, WaveSpeedRunModelOperator and PredictionSensor with the hook replaced."""
+"""LipsyncOperator and the WaveSpeedRunModelOperator it builds on, with the hook replaced."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionWaitTimeoutError,
-    WaveSpeedAuthError,
-    WaveSpeedConnectionError,
     WaveSpeedError,
     WaveSpeedNotFoundError,
-    WaveSpeedUnavailableError,
 )
-from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, Prediction
 from airflow_provider_wavespeed.operators.lipsync import (
     LipsyncOperator,
     WaveSpeedRunModelOperator,
@@ -28,90 +23,9 @@ from airflow_provider_wavespeed.operators.lipsync import (
 from airflow_provider_wavespeed.resume import STATE_KEY
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
-from tests.unit.test_hook import prediction
-
-QUOTE = ModelPrice(model="sync/lipsync-1.9.0-beta", price=0.2, discounted_price=0.15, discount_rate=25.0)
-PRICE_FIELDS = {"price": 0.15, "list_price": 0.2, "currency": "USD"}
-LIPSYNC_CATALOG_ENTRY = CatalogModel(
-    model="sync/lipsync-1.9.0-beta",
-    request_schema={
-        "type": "object",
-        "properties": {
-            "video": {"type": "string"},
-            "audio": {"type": "string"},
-            "sync_mode": {"type": "string", "enum": ["bounce", "loop", "cut_off", "silence", "remap"]},
-        },
-        "required": ["video", "audio"],
-    },
-)
-VIDEO = "https://media.test/v.mp4"
-AUDIO = "https://media.test/a.wav"
-
-
-class StateStore:
-    """What Airflow 3.3 puts in context["task_state_store"]."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-MP4_HEADER = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41"
-"""The first bytes of an MP4 file: enough for the container check."""
-
-
-def make_context(store: StateStore | None = None) -> Any:
-    ti = mock.MagicMock(dag_id="dubbing", run_id="run-1", task_id="lipsync", map_index=-1)
-    ti.get_ti_count.return_value = 1
-    return {"ti": ti, "task_state_store": store if store is not None else StateStore()}
-
-
-def pushed(context: dict[str, Any]) -> dict[str, Any]:
-    return {call.kwargs["key"]: call.kwargs["value"] for call in context["ti"].xcom_push.call_args_list}
-
-
-def parsed(status: str, **overrides: object) -> Prediction:
-    return Prediction.from_api(prediction(status, **overrides)["data"])
-
-
-def replaced_hook(owner: type) -> Iterator[mock.MagicMock]:
-    """Replace ``owner.hook`` (a cached property) by a mock for the duration of a test."""
-    with mock.patch.object(owner, "hook", new_callable=mock.PropertyMock) as prop:
-        prop.return_value = mock.MagicMock(base_url="https://api.wavespeed.test")
-        prop.return_value.get_catalog_model.return_value = LIPSYNC_CATALOG_ENTRY
-        prop.return_value.get_price.return_value = QUOTE
-        yield prop.return_value
-
-
-@pytest.fixture
-def hook():
-    yield from replaced_hook(WaveSpeedRunModelOperator)
-
-
-def submitting(answer: Prediction | Exception, *, sent_at: str = "2026-11-20T10:00:00+00:00") -> Any:
-    """A ``hook.submit`` side effect that, like the real one, calls ``before_send`` before sending."""
-
-    def submit(model: str, inputs: Any, *, webhook: str | None = None, before_send: Any = None) -> Prediction:
-        if before_send is not None:
-            before_send(sent_at)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    return submit
-
-
-def lipsync(**kwargs: Any) -> LipsyncOperator:
-    return LipsyncOperator(**{"task_id": "lipsync", "video": VIDEO, "audio": AUDIO, **kwargs})
-
+from tests.helpers.airflow_context import StateStore, make_context, pushed
+from tests.helpers.api_answers import prediction
+from tests.helpers.wavespeed_tasks import AUDIO, MP4_HEADER, PRICE_FIELDS, VIDEO, lipsync, parsed, submitting
 
 # -- validation before anything is paid for -------------------------------------------------------
 
@@ -437,7 +351,7 @@ def test_without_a_task_state_store_the_id_goes_into_a_variable(hook):
             lipsync(deferrable=True).execute(context)
     key = "wavespeed_request_id__dubbing__run-1__lipsync__-1"
     uncertain_key = "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
-    # The submit in flight is recorded before it is sent, then replaced by its request id.
+    # The uncertain submit is recorded before it is sent, then replaced by its request id.
     assert [name for name, _ in writes] == [uncertain_key, key, uncertain_key]
     assert json.loads(writes[0][1])["model"] == "sync/lipsync-1.9.0-beta"
     assert variables == {key: "req-1"}
@@ -451,77 +365,7 @@ def test_on_kill_names_the_prediction(hook, caplog):
     assert "req-9" in str(log.return_value.warning.call_args)
 
 
-# -- PredictionSensor -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sensor_hook():
-    yield from replaced_hook(PredictionSensor)
-
-
-def test_sensor_poke_is_false_while_running_and_returns_the_result_when_done(sensor_hook):
-    sensor = PredictionSensor(task_id="wait", request_id="req-1")
-    context = make_context()
-    sensor_hook.get_prediction.return_value = parsed("processing")
-    assert sensor.poke(context) is False
-    sensor_hook.get_prediction.return_value = parsed("completed")
-    done = sensor.poke(context)
-    assert isinstance(done, PokeReturnValue)
-    assert done.is_done
-    assert done.xcom_value is not None
-    assert done.xcom_value["outputs"] == ["https://cdn.test/out.mp4"]
-
-
-def test_sensor_poke_fails_with_wavespeeds_code(sensor_hook):
-    sensor_hook.get_prediction.return_value = parsed("failed", error="media not reachable", code=1402)
-    with pytest.raises(PredictionFailedError, match=r"\[code 1402\]: media not reachable"):
-        PredictionSensor(task_id="wait", request_id="req-1").poke(make_context())
-
-
-def test_deferrable_sensor_checks_once_then_defers(sensor_hook):
-    sensor_hook.get_prediction.return_value = parsed("processing")
-    sensor = PredictionSensor(task_id="wait", request_id="req-1", deferrable=True, timeout=600)
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(make_context())
-    assert deferred.value.trigger.request_id == "req-1"
-    assert deferred.value.timeout > timedelta(seconds=600)
-
-
-def test_deferrable_sensor_returns_at_once_when_already_done(sensor_hook):
-    sensor_hook.get_prediction.return_value = parsed("completed")
-    result = PredictionSensor(task_id="wait", request_id="req-1", deferrable=True).execute(make_context())
-    assert result["status"] == "completed"
-
-
-def test_sensor_execute_complete_validates_the_event(sensor_hook):
-    sensor = PredictionSensor(task_id="wait", request_id="req-1")
-    with pytest.raises(WaveSpeedError):
-        sensor.execute_complete(make_context(), None)
-    event = {"status": "success", "request_id": "req-1", "prediction": prediction("completed")["data"]}
-    assert sensor.execute_complete(make_context(), event)["request_id"] == "req-1"
-
-
 def test_template_fields_cover_what_users_template():
     assert set(LipsyncOperator.template_fields) >= {"video", "audio", "sync_mode", "model", "output_path"}
     assert "inputs" in WaveSpeedRunModelOperator.template_fields
     assert "request_id" in PredictionSensor.template_fields
-
-
-@pytest.mark.parametrize(
-    "transient",
-    [
-        WaveSpeedUnavailableError("down", http_status=503),
-        WaveSpeedConnectionError("refused", request_sent=False),
-    ],
-)
-def test_a_poking_sensor_counts_a_transient_failure_as_not_done_yet(sensor_hook, transient):
-    sensor_hook.get_prediction.side_effect = transient
-
-    assert PredictionSensor(task_id="wait", request_id="req-1").poke(make_context()) is False
-
-
-def test_a_poking_sensor_fails_at_once_on_a_rejected_key(sensor_hook):
-    sensor_hook.get_prediction.side_effect = WaveSpeedAuthError("rejected", http_status=401)
-
-    with pytest.raises(WaveSpeedAuthError):
-        PredictionSensor(task_id="wait", request_id="req-1").poke(make_context())

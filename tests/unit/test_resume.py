@@ -1,4 +1,5 @@
-"""A submit whose request id was never recorded: the next try looks in WaveSpeed's history before it pays again."""
+"""Resuming across tries: a submit whose request id was never recorded is looked for in WaveSpeed's history
+before paying again, and the last try deletes the records nothing will use."""
 
 from __future__ import annotations
 
@@ -11,15 +12,27 @@ import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_wavespeed.exceptions import (
+    PredictionFailedError,
+    PredictionWaitTimeoutError,
     WaveSpeedAuthError,
     WaveSpeedConnectionError,
     WaveSpeedError,
+    WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
     WaveSpeedSubmissionUncertainError,
+    WaveSpeedUnavailableError,
 )
-from airflow_provider_wavespeed.operators.lipsync import WaveSpeedRunModelOperator
-from airflow_provider_wavespeed.resume import STATE_KEY, UNCERTAIN_STATE_KEY, SubmittedPredictionRecord, UncertainSubmit
-from tests.unit.test_operators import StateStore, lipsync, make_context, parsed, replaced_hook, submitting
+from airflow_provider_wavespeed.operators.run_model import WaveSpeedRunModelOperator
+from airflow_provider_wavespeed.resume import (
+    STATE_KEY,
+    UNCERTAIN_STATE_KEY,
+    SubmittedPredictionRecord,
+    UncertainSubmit,
+    is_last_try,
+)
+from tests.helpers.airflow_context import StateStore, make_context, variables, without_state_store
+from tests.helpers.api_answers import prediction
+from tests.helpers.wavespeed_tasks import lipsync, parsed, replaced_hook, submitting
 
 SUBMITTED_AT = "2026-11-20T10:00:00+00:00"
 UNCERTAIN = UncertainSubmit(model="sync/lipsync-1.9.0-beta", submitted_at=SUBMITTED_AT)
@@ -44,13 +57,13 @@ def store_with_uncertain_submit() -> StateStore:
     return store
 
 
-def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_answer_is_lost(hook):
+def test_a_submit_is_recorded_as_uncertain_before_it_is_sent_and_kept_when_its_answer_is_lost(hook):
     store = StateStore()
-    in_flight_at_send: list[Any] = []
+    uncertain_at_send: list[Any] = []
 
     def submit(*args: Any, before_send: Any, **kwargs: Any) -> Any:
         before_send(SUBMITTED_AT)
-        in_flight_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
+        uncertain_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
         raise lost_answer()
 
     hook.submit.side_effect = submit
@@ -59,11 +72,11 @@ def test_a_submit_is_recorded_as_in_flight_before_it_is_sent_and_kept_when_its_a
         lipsync().execute(make_context(store))
 
     # A worker killed during the submit leaves the same record behind as a lost answer does.
-    assert in_flight_at_send == [store.values[UNCERTAIN_STATE_KEY]]
+    assert uncertain_at_send == [store.values[UNCERTAIN_STATE_KEY]]
     assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
 
 
-def test_an_answer_the_parser_cannot_read_keeps_the_in_flight_record(hook):
+def test_an_answer_the_parser_cannot_read_keeps_the_uncertain_submit_record(hook):
     # Whatever goes wrong after the request went out, a prediction may exist: only a refusal forgets.
     store = StateStore()
     hook.submit.side_effect = submitting(ValueError("a parser bug"))
@@ -83,7 +96,7 @@ def test_an_answer_the_parser_cannot_read_keeps_the_in_flight_record(hook):
     ],
     ids=["401", "429", "never-connected"],
 )
-def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal):
+def test_a_submit_refused_or_never_sent_leaves_no_uncertain_submit_record(hook, refusal):
     store = StateStore()
     hook.submit.side_effect = submitting(refusal)
 
@@ -93,7 +106,7 @@ def test_a_submit_refused_or_never_sent_leaves_no_in_flight_record(hook, refusal
     assert store.values == {}
 
 
-def test_an_answered_submit_replaces_its_in_flight_record_by_the_request_id(hook):
+def test_an_answered_submit_replaces_its_uncertain_submit_record_by_the_request_id(hook):
     store = StateStore()
     hook.submit.side_effect = submitting(parsed("created"))
     hook.get_prediction.return_value = parsed("processing")
@@ -303,7 +316,7 @@ def test_claims_are_read_from_airflow_2s_lazy_sequence(hook):
 
 def test_claims_are_pulled_at_every_map_index_on_the_task_sdk_before_3_3(hook, monkeypatch):
     # Before Airflow 3.3 the Task SDK's xcom_pull defaults to the caller's own map index only.
-    monkeypatch.setattr("airflow_provider_wavespeed.xcoms._airflow_line", lambda: (3, 0))
+    monkeypatch.setattr("airflow_provider_wavespeed.xcoms.AIRFLOW_V_3_3_PLUS", False)
     store = store_with_uncertain_submit()
     hook.list_predictions.side_effect = [listed("req-0", "req-2"), []]
     hook.submit.side_effect = submitting(parsed("created"))
@@ -380,3 +393,166 @@ def test_a_lost_answer_fails_the_try_with_the_one_step_that_lets_it_pay_again(ho
     assert "curl -X DELETE" in message and "state-store/wavespeed_uncertain_submit?map_index=-1" in message
     assert "PredictionSensor" not in message
     assert failure.value.model == UNCERTAIN.model and failure.value.submitted_at == SUBMITTED_AT
+
+
+# -- the last try: records nothing will use are deleted, those a clear would use are kept -----------
+
+REQUEST_ID_VARIABLE = "wavespeed_request_id__dubbing__run-1__lipsync__-1"
+UNCERTAIN_VARIABLE = "wavespeed_uncertain_submit__dubbing__run-1__lipsync__-1"
+
+
+def last_try() -> Any:
+    """The context of a task's second and last try, before Airflow 3.3 (the records are Variables)."""
+    return without_state_store(make_context(try_number=2, max_tries=1))
+
+
+def logged_warnings(log: mock.PropertyMock) -> str:
+    return "\n".join(call.args[0] % call.args[1:] for call in log.return_value.warning.call_args_list)
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "last"),
+    [(1, 0, True), (1, 1, False), (2, 1, True), (3, 3, False), (4, 3, True)],
+    ids=["no-retries", "retry-left", "retries-spent", "cleared-retry-left", "cleared-retries-spent"],
+)
+def test_the_last_try_is_the_one_after_which_airflow_does_not_retry(try_number, max_tries, last):
+    context = make_context(try_number=try_number, max_tries=max_tries)
+
+    assert is_last_try(context, RuntimeError("any failure")) is last
+
+
+def test_an_airflow_fail_exception_is_always_the_last_try():
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    assert is_last_try(make_context(try_number=1, max_tries=3), AirflowFailException("no retry")) is True
+
+
+def test_without_try_numbers_a_retry_is_assumed_so_the_record_is_kept():
+    context = make_context()
+    del context["ti"].try_number
+
+    assert is_last_try(context, RuntimeError("any failure")) is False
+
+
+def test_the_last_try_of_a_prediction_that_failed_on_wavespeed_leaves_no_variable_behind(hook):
+    event = {"status": "failed", "request_id": "req-1", "prediction": prediction("failed", code=1402)["data"]}
+
+    with variables({REQUEST_ID_VARIABLE: "req-1"}) as held, pytest.raises(PredictionFailedError):
+        lipsync().execute_complete(last_try(), event)
+
+    assert held == {}
+    hook.get_prediction.assert_not_called()  # the event said how it ended
+
+
+def test_a_failed_prediction_with_a_retry_left_keeps_its_variable_for_the_retry(hook):
+    event = {"status": "failed", "request_id": "req-1", "prediction": prediction("failed", code=1402)["data"]}
+
+    with variables({REQUEST_ID_VARIABLE: "req-1"}) as held, pytest.raises(PredictionFailedError):
+        lipsync().execute_complete(without_state_store(make_context(try_number=1, max_tries=1)), event)
+
+    assert held == {REQUEST_ID_VARIABLE: "req-1"}
+
+
+def test_the_last_try_keeps_a_completed_prediction_it_could_not_store_and_says_how_to_collect_it(hook, tmp_path):
+    hook.get_prediction.return_value = parsed("completed")
+    hook.download.side_effect = WaveSpeedConnectionError("the CDN dropped the download", request_sent=True)
+    operator = lipsync(output_path=f"{tmp_path}/dubbed/")
+
+    with (
+        variables({REQUEST_ID_VARIABLE: "req-1"}) as held,
+        mock.patch.object(type(operator), "log", new_callable=mock.PropertyMock) as log,
+        pytest.raises(WaveSpeedConnectionError, match="clear this task and it resumes that prediction"),
+    ):
+        operator.execute(last_try())
+
+    assert held == {REQUEST_ID_VARIABLE: "req-1"}, "a clear must collect the paid prediction, not pay again"
+    hook.submit.assert_not_called()
+    assert "Kept the record of WaveSpeed prediction req-1 (in the variable)" in logged_warnings(log)
+    assert "resumes that prediction without paying again" in logged_warnings(log)
+
+
+def test_the_last_try_keeps_a_prediction_still_running_when_the_wait_times_out(hook):
+    hook.get_prediction.return_value = parsed("processing")
+    hook.wait_for_prediction.side_effect = PredictionWaitTimeoutError(
+        request_id="req-1", waited_seconds=7200, last_status="processing"
+    )
+
+    with variables({REQUEST_ID_VARIABLE: "req-1"}) as held, pytest.raises(PredictionWaitTimeoutError):
+        lipsync(deferrable=False).execute(last_try())
+
+    assert held == {REQUEST_ID_VARIABLE: "req-1"}
+
+
+def test_the_last_try_keeps_an_uncertain_submit_so_that_a_clear_looks_before_paying(hook):
+    hook.submit.side_effect = submitting(lost_answer())
+    operator = lipsync()
+
+    with (
+        variables() as held,
+        mock.patch.object(type(operator), "log", new_callable=mock.PropertyMock) as log,
+        pytest.raises(WaveSpeedSubmissionUncertainError),
+    ):
+        operator.execute(last_try())
+
+    assert set(held) == {UNCERTAIN_VARIABLE}
+    assert "clearing this task first looks in WaveSpeed's history" in logged_warnings(log)
+    assert f"airflow variables delete {UNCERTAIN_VARIABLE}" in logged_warnings(log)
+
+
+def test_the_last_try_failing_before_it_pays_deletes_the_record_of_an_earlier_failed_prediction(hook):
+    # The earlier try's prediction failed; this try fails on its inputs before submitting anything.
+    hook.get_prediction.return_value = parsed("failed", id="req-old")
+    operator = lipsync(sync_mode="{{ params.mode }}")
+    operator.sync_mode = "sideways"  # as rendered
+
+    with variables({REQUEST_ID_VARIABLE: "req-old"}) as held, pytest.raises(ValueError, match="sideways"):
+        operator.execute(last_try())
+
+    assert held == {}
+    hook.submit.assert_not_called()
+
+
+def test_the_last_try_deletes_the_record_of_a_prediction_wavespeed_no_longer_knows(hook):
+    hook.get_prediction.side_effect = WaveSpeedNotFoundError("gone", http_status=404)
+    operator = lipsync(sync_mode="{{ params.mode }}")
+    operator.sync_mode = "sideways"
+
+    with variables({REQUEST_ID_VARIABLE: "req-old"}) as held, pytest.raises(ValueError, match="sideways"):
+        operator.execute(last_try())
+
+    assert held == {}
+
+
+def test_the_last_try_keeps_the_record_when_wavespeed_cannot_say_how_the_prediction_ended(hook):
+    hook.get_prediction.return_value = parsed("processing")
+
+    def outage_after_the_first_check(*args: Any, **kwargs: Any) -> Any:
+        hook.get_prediction.side_effect = WaveSpeedUnavailableError("down", http_status=503)
+        raise WaveSpeedAuthError("the key was revoked", http_status=401)
+
+    hook.wait_for_prediction.side_effect = outage_after_the_first_check
+
+    with variables({REQUEST_ID_VARIABLE: "req-1"}) as held, pytest.raises(WaveSpeedAuthError):
+        lipsync(deferrable=False).execute(last_try())
+
+    assert held == {REQUEST_ID_VARIABLE: "req-1"}
+
+
+def test_the_last_try_settles_the_task_state_store_by_the_same_rule(hook):
+    store = StateStore()
+    store.set(STATE_KEY, "req-1")
+    event = {"status": "failed", "request_id": "req-1", "prediction": prediction("failed")["data"]}
+
+    with pytest.raises(PredictionFailedError):
+        lipsync().execute_complete(make_context(store, try_number=1, max_tries=0), event)
+
+    assert store.values == {}
+
+
+def test_a_record_that_cannot_be_settled_never_hides_the_task_s_own_error(hook):
+    event = {"status": "failed", "request_id": "req-1", "prediction": prediction("failed")["data"]}
+    store = mock.MagicMock()
+    store.get.side_effect = RuntimeError("the execution API is down")
+
+    with pytest.raises(PredictionFailedError):
+        lipsync().execute_complete(make_context(store, try_number=1, max_tries=0), event)
