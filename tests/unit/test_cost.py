@@ -18,7 +18,7 @@ from airflow_provider_wavespeed.exceptions import (
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
 from airflow_provider_wavespeed.models import CatalogModel, ModelPrice, catalog_from_api, parse_envelope
 from airflow_provider_wavespeed.schema import check_inputs
-from tests.unit.test_hook import BASE, envelope
+from tests.helpers.api_answers import BASE, envelope
 
 # The catalog as the emulator serves it: lipsync's schema is its API page's parameter table.
 CATALOG = {entry.model: entry for entry in catalog_from_api(catalog(EmulatorConfig(api_key="k")), url=BASE)}

@@ -28,7 +28,7 @@ from airflow_provider_wavespeed.operators.lipsync import (
 from airflow_provider_wavespeed.resume import STATE_KEY
 from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
-from tests.unit.test_hook import prediction
+from tests.helpers.api_answers import prediction
 
 QUOTE = ModelPrice(model="sync/lipsync-1.9.0-beta", price=0.2, discounted_price=0.15, discount_rate=25.0)
 PRICE_FIELDS = {"price": 0.15, "list_price": 0.2, "currency": "USD"}
@@ -96,12 +96,10 @@ def hook():
     yield from replaced_hook(WaveSpeedRunModelOperator)
 
 
-def submitting(answer: Prediction | Exception, *, sent_at: str = "2026-11-20T10:00:00+00:00") -> Any:
-    """A ``hook.submit`` side effect that, like the real one, calls ``before_send`` before sending."""
+def submitting(answer: Prediction | Exception) -> Any:
+    """A ``hook.submit`` side effect that answers ``answer``, or raises it."""
 
-    def submit(model: str, inputs: Any, *, webhook: str | None = None, before_send: Any = None) -> Prediction:
-        if before_send is not None:
-            before_send(sent_at)
+    def submit(model: str, inputs: Any, *, webhook: str | None = None) -> Prediction:
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -200,7 +198,6 @@ def test_deferrable_submit_pushes_the_id_at_once_then_defers_to_the_trigger(hook
         "sync/lipsync-1.9.0-beta",
         {"video": VIDEO, "audio": AUDIO, "sync_mode": "cut_off"},
         webhook=None,
-        before_send=mock.ANY,
     )
     assert pushed(context)["request_id"] == "req-1"
     assert context["task_state_store"].values == {STATE_KEY: "req-1"}

@@ -1,0 +1,1 @@
+"""Factories and fakes that several test suites share (test modules never import each other)."""
