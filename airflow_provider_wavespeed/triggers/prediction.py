@@ -24,7 +24,6 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     resume_hint,
 )
-from airflow_provider_wavespeed.models import Prediction
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+    from airflow_provider_wavespeed.models import Prediction
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 """Every event carries ``status`` (one of these) and ``request_id``."""
@@ -213,6 +213,9 @@ def prediction_from_event(event: Any) -> Prediction:
     :raises PredictionWaitTimeoutError: the trigger's deadline passed.
     :raises WaveSpeedError: the trigger stopped on an error, or the event is not one of its own.
     """
+    # Imported here: the triggerer imports this module on its event loop, and only a worker needs it.
+    from airflow_provider_wavespeed.models import Prediction
+
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("request_id"):
         raise WaveSpeedError(
             f"Unexpected event from PredictionTrigger: {event!r}. Expected a dict with 'request_id' and a "
