@@ -268,13 +268,7 @@ class BaseWaveSpeedHook(BaseHook):
 
     Nothing is looked up until the first request, so building a hook at DAG parse time costs
     nothing. The async methods need the hook entered (``async with hook:``), which joins the event
-    loop's shared session for the block.
-
-    :param wavespeed_conn_id: the Airflow connection to use.
-    :param connect_timeout: overrides the connection's extra of the same name (seconds).
-    :param read_timeout: overrides the connection's extra of the same name (seconds).
-    :param retry_limit: overrides the connection's extra of the same name.
-    :param retry_delay: overrides the connection's extra of the same name (seconds).
+    loop's shared session for the block. The arguments are WaveSpeedHook's.
     """
 
     conn_name_attr = "wavespeed_conn_id"
