@@ -28,7 +28,7 @@ from benchmarks.harness import (
     write_results,
 )
 
-SECTIONS = ("triggerer_scale", "poll_schedule", "parse_cost", "media_transfer", "worker_slot")
+SECTIONS = ("triggerer_scale", "poll_schedule", "parse_cost", "media_transfer", "worker_slot", "first_admission")
 COMMAND = "make bench"
 
 

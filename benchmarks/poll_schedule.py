@@ -122,7 +122,9 @@ class Simulator:
         self._patches.enter_context(mock.patch.object(trigger_module.PredictionTrigger, "log", silent))
         self._patches.enter_context(mock.patch.object(trigger_module, "time", SimpleNamespace(time=self.clock.time)))
         self._patches.enter_context(
-            mock.patch.object(trigger_module, "asyncio", SimpleNamespace(sleep=self.clock.sleep))
+            mock.patch.object(
+                trigger_module, "asyncio", SimpleNamespace(sleep=self.clock.sleep, to_thread=asyncio.to_thread)
+            )
         )
         # A bound method on the class: every hook the trigger creates asks this fake.
         self._patches.enter_context(mock.patch.object(WaveSpeedHook, "aget_prediction", self.api.aget_prediction))

@@ -1,72 +1,53 @@
-"""WaveSpeedHook: the connection, auth and HTTP of WaveSpeed's API, on workers and in the triggerer.
+"""WaveSpeedHook: WaveSpeed's API methods, on workers and in the triggerer.
 
-The sync side (``requests``, one ``Session`` per hook) serves operators and sensors on workers.
-The async side (``aiohttp``) serves the trigger: every hook in a process shares ONE
-``aiohttp.ClientSession`` per event loop, because the triggerer runs all triggers on one loop and a
-shared session costs ~0.42 ms CPU per poll against ~1.5 ms for ``requests`` in a thread pool
-(shared/research/async-http-measurement.md). Twins share names: ``get_prediction`` /
-``aget_prediction``.
+The hook's transport (the connection and its key, the sync and async sessions, the retry policy) is
+:class:`~airflow_provider_wavespeed.hooks.transport.BaseWaveSpeedHook`; the byte streaming of
+uploads and downloads is :mod:`airflow_provider_wavespeed.media`. Twins share names:
+``get_prediction`` / ``aget_prediction``.
 
-Retries are one predicate, :func:`is_retryable_error`, plus tenacity. Reads retry on connection
-errors, timeouts, 429 and 5xx, with exponential backoff and jitter, honouring ``Retry-After``. The
-submit POST is not idempotent (a duplicate is a duplicate charge), so it is retried only when the
-request provably was not processed: the connection could not be opened, or WaveSpeed answered 429
-or 503 (RFC 9110 section 15.6.4; WaveSpeed's code 5003). A wait for a prediction
-(:meth:`WaveSpeedHook.wait_for_prediction`, and the trigger) does not give up on transient failures
-at all until its own deadline: see :mod:`airflow_provider_wavespeed.polling`.
+A wait for a prediction (:meth:`WaveSpeedHook.wait_for_prediction`, and the trigger) does not give
+up on transient failures at all until its own deadline: see :mod:`airflow_provider_wavespeed.polling`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import json
 import logging
 import mimetypes
 import os
 import time
-import uuid
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pendulum
-import requests
-import urllib3.exceptions
-from airflow.providers.common.compat.connection import get_async_connection
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 
-from airflow_provider_wavespeed import CONNECTION_UI_FIELD_BEHAVIOUR, __version__
+from airflow_provider_wavespeed import CONNECTION_UI_FIELD_BEHAVIOUR
 from airflow_provider_wavespeed.exceptions import (
     PredictionWaitTimeoutError,
     WaveSpeedConnectionError,
     WaveSpeedError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
-    WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedSubmissionUncertainError,
     WaveSpeedUnavailableError,
 )
+from airflow_provider_wavespeed.hooks.transport import (
+    BaseWaveSpeedHook,
+    is_retryable_error,
+    response_chunks,
+    retry_after_seconds,
+    without_query,
+)
 from airflow_provider_wavespeed.media import (
+    LargeBlockReader,
     MediaDestination,
     MediaSource,
     OpenedMedia,
-    atomic_destination,
+    multipart_form,
     open_media,
+    save_stream,
 )
 from airflow_provider_wavespeed.models import (
     CatalogModel,
@@ -87,30 +68,7 @@ from airflow_provider_wavespeed.polling import (
     next_poll_delay,
 )
 
-if TYPE_CHECKING:
-    # Imported where the async side runs, not here: workers import this module for the sync side,
-    # and aiohttp is 60% of its import time (~0.18 s of every task's start on a worker).
-    import aiohttp
-
 log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://api.wavespeed.ai"
-API_KEY_ENV_VAR = "WAVESPEED_API_KEY"
-"""The official SDK's variable, used when the connection does not exist."""
-BASE_URL_ENV_VAR = "WAVESPEED_BASE_URL"
-
-_DEFAULT_CONNECT_TIMEOUT = 10.0
-_DEFAULT_READ_TIMEOUT = 60.0
-_DEFAULT_RETRY_LIMIT = 5
-_DEFAULT_RETRY_DELAY = 1.0
-_MAX_BACKOFF_SECONDS = 60.0
-# A Retry-After longer than this is clamped: a worker slot should not idle for minutes on one request.
-_MAX_RETRY_AFTER_SECONDS = 120.0
-_TRANSFER_CHUNK_BYTES = 1024 * 1024
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-_KNOWN_EXTRAS = frozenset({"connect_timeout", "read_timeout", "retry_limit", "retry_delay"})
-
-_T = TypeVar("_T")
 
 CATALOG_TTL_SECONDS = 3600.0
 """How long the model catalog is reused: the official MCP server's cache time. New models appear
@@ -119,182 +77,7 @@ rarely, and each task would otherwise fetch the whole catalog before every submi
 _catalog_cache: dict[str, tuple[float, list[CatalogModel]]] = {}
 
 
-@dataclass(frozen=True)
-class _ClientSettings:
-    """Everything a request needs, resolved once from the connection (or the environment)."""
-
-    api_key: str = field(repr=False)
-    base_url: str
-    connect_timeout: float
-    read_timeout: float
-    retry_limit: int
-    retry_delay: float
-    key_source: str = ""
-    """Where the key came from, for the error that says it was rejected."""
-    base_url_source: str = ""
-    """Where the base URL came from, for the log line that says which API is used."""
-
-    def auth_headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.api_key}",
-            "User-Agent": f"airflow-provider-wavespeed/{__version__}",
-            "X-Client-Name": "airflow-provider-wavespeed",
-            "X-Client-Version": __version__,
-        }
-
-    def is_api_origin(self, url: str) -> bool:
-        """Whether ``url`` is on the API's own origin, the only place the key may be sent."""
-        api, other = urlsplit(self.base_url), urlsplit(url)
-        return (api.scheme, api.netloc) == (other.scheme, other.netloc)
-
-
-def is_retryable_error(error: BaseException, *, idempotent: bool = True) -> bool:
-    """Whether repeating the request that raised ``error`` is both useful and safe.
-
-    :param idempotent: False for the submit POST. Then only a request that provably was not
-        processed is repeated: a 429 or 503 (WaveSpeed refused it) or a connection that never
-        opened. Anything else that fails after the request went out may have created a paid
-        prediction.
-    """
-    if isinstance(error, (WaveSpeedRateLimitError, WaveSpeedUnavailableError)):
-        return True
-    if isinstance(error, WaveSpeedConnectionError):
-        return idempotent or not error.request_sent
-    if isinstance(error, WaveSpeedServerError):
-        return idempotent
-    # A 2xx whose body is garbled was damaged in transit; a read can simply be repeated.
-    if isinstance(error, WaveSpeedMalformedResponseError):
-        return idempotent
-    return False
-
-
-class _WaitRetryAfterOrBackoff:
-    """Tenacity wait: the server's ``Retry-After`` when it gave one, else exponential backoff with jitter."""
-
-    def __init__(self, initial_delay: float) -> None:
-        self._backoff = wait_exponential(multiplier=initial_delay, max=_MAX_BACKOFF_SECONDS) + wait_random(
-            0, initial_delay
-        )
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return min(float(retry_after), _MAX_RETRY_AFTER_SECONDS)
-        return float(self._backoff(retry_state))
-
-
-def _log_retry(retry_state: RetryCallState) -> None:
-    error = retry_state.outcome.exception() if retry_state.outcome else None
-    delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
-    log.warning("WaveSpeed request failed (%s); retry %d in %.1f s", error, retry_state.attempt_number, delay)
-
-
-def _retry_options(settings: _ClientSettings, *, idempotent: bool) -> dict[str, Any]:
-    return {
-        "stop": stop_after_attempt(settings.retry_limit + 1),
-        "wait": _WaitRetryAfterOrBackoff(settings.retry_delay),
-        "retry": retry_if_exception(partial(is_retryable_error, idempotent=idempotent)),
-        "before_sleep": _log_retry,
-        "reraise": True,
-    }
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _requests_error(error: requests.RequestException, url: str) -> WaveSpeedConnectionError:
-    """Classify a ``requests`` failure; only a connection that never opened proves nothing was sent."""
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    never_sent = isinstance(error, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.NewConnectionError)
-    kind = "could not connect" if never_sent else "connection failed or timed out after sending"
-    return WaveSpeedConnectionError(
-        f"WaveSpeed request to {url} {kind}: {type(error).__name__}", request_sent=not never_sent, url=url
-    )
-
-
-def _aiohttp_error(error: Exception, url: str) -> WaveSpeedConnectionError:
-    """Classify an ``aiohttp`` failure, as :func:`_requests_error` does."""
-    import aiohttp
-
-    never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-    kind = "could not connect" if never_sent else "connection failed or timed out after sending"
-    return WaveSpeedConnectionError(
-        f"WaveSpeed request to {url} {kind}: {type(error).__name__}", request_sent=not never_sent, url=url
-    )
-
-
-@dataclass
-class _LoopSession:
-    session: aiohttp.ClientSession
-    holders: int = 0
-
-
-# One aiohttp session per event loop, shared by every hook (and so every trigger) on that loop.
-_shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = weakref.WeakKeyDictionary()
-
-
-def _loop_session() -> _LoopSession:
-    import aiohttp
-
-    loop = asyncio.get_running_loop()
-    entry = _shared_sessions.get(loop)
-    if entry is None or entry.session.closed:
-        entry = _LoopSession(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)))
-        _shared_sessions[loop] = entry
-    return entry
-
-
-def shared_client_session() -> aiohttp.ClientSession:
-    """The running loop's shared ``aiohttp.ClientSession``, created on first use.
-
-    It carries no credentials (each request sends its own headers), so triggers of different
-    connections can share its connection pool safely.
-    """
-    return _loop_session().session
-
-
-@asynccontextmanager
-async def holding_shared_client_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """Keep the loop's shared session open for the block; the last holder to leave closes it.
-
-    The triggerer's loop outlives its triggers, so there the session lives as long as any trigger
-    runs; ``dag.test()`` runs each trigger in a short-lived loop, which must not be left with an
-    open session behind it.
-    """
-    entry = _loop_session()
-    entry.holders += 1
-    try:
-        yield entry.session
-    finally:
-        entry.holders -= 1
-        if entry.holders == 0:
-            if _shared_sessions.get(asyncio.get_running_loop()) is entry:
-                del _shared_sessions[asyncio.get_running_loop()]
-            await entry.session.close()
-
-
-async def close_shared_client_session() -> None:
-    """Close the running loop's shared session: for code that owns its loop (tests, benchmarks)."""
-    entry = _shared_sessions.pop(asyncio.get_running_loop(), None)
-    if entry is not None:
-        await entry.session.close()
-
-
-class WaveSpeedHook(BaseHook):
+class WaveSpeedHook(BaseWaveSpeedHook):
     """Talk to WaveSpeedAI's REST API (v3).
 
     The API key is the connection's password; the base URL its host (default
@@ -303,7 +86,8 @@ class WaveSpeedHook(BaseHook):
     ``retry_limit``, ``retry_delay``. If the connection does not exist, the key comes from the
     ``WAVESPEED_API_KEY`` environment variable (the official SDK's convention) and the base URL from
     ``WAVESPEED_BASE_URL``. Nothing is looked up until the first request, so building a hook at DAG
-    parse time costs nothing.
+    parse time costs nothing. The async twins run inside ``async with hook:`` (the trigger's way),
+    which shares the event loop's one aiohttp session with every other trigger.
 
     :param wavespeed_conn_id: the Airflow connection to use.
     :param connect_timeout: overrides the connection's extra of the same name (seconds).
@@ -312,198 +96,22 @@ class WaveSpeedHook(BaseHook):
     :param retry_delay: overrides the connection's extra of the same name (seconds).
     """
 
-    conn_name_attr = "wavespeed_conn_id"
-    default_conn_name = "wavespeed_default"
-    conn_type = "wavespeed"
-    hook_name = "WaveSpeed"
-
-    def __init__(
-        self,
-        wavespeed_conn_id: str = default_conn_name,
-        *,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
-        retry_limit: int | None = None,
-        retry_delay: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.wavespeed_conn_id = wavespeed_conn_id
-        self._overrides: dict[str, float | int | None] = {
-            "connect_timeout": connect_timeout,
-            "read_timeout": read_timeout,
-            "retry_limit": retry_limit,
-            "retry_delay": retry_delay,
-        }
-        self._settings: _ClientSettings | None = None
-
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form for Airflow UIs that do not read ``conn-fields`` from provider info."""
         return CONNECTION_UI_FIELD_BEHAVIOUR
 
-    # -- connection -------------------------------------------------------------------------------
-
-    def _client_settings(self) -> _ClientSettings:
-        if self._settings is None:
-            try:
-                connection = self.get_connection(self.wavespeed_conn_id)
-            except AirflowNotFoundException:
-                connection = None
-            self._settings = self._settings_from(connection)
-        return self._settings
-
-    async def _aclient_settings(self) -> _ClientSettings:
-        """The async twin of :meth:`_client_settings`: never a sync lookup inside the event loop."""
-        if self._settings is None:
-            try:
-                connection = await get_async_connection(self.wavespeed_conn_id, hook=self)
-            except AirflowNotFoundException:
-                connection = None
-            self._settings = self._settings_from(connection)
-        return self._settings
-
-    def _settings_from(self, connection: Any | None) -> _ClientSettings:
-        if connection is None:
-            if self.wavespeed_conn_id != self.default_conn_name:
-                # A mistyped connection id must not quietly fall back to another key (and API).
-                raise WaveSpeedError(
-                    f"There is no Airflow connection wavespeed_conn_id='{self.wavespeed_conn_id}'. Create a "
-                    f"connection of type 'wavespeed' with that id and your API key as its password, or fix the "
-                    f"id. (The {API_KEY_ENV_VAR} environment variable stands in only for the default "
-                    f"connection '{self.default_conn_name}'.)"
-                )
-            api_key = os.environ.get(API_KEY_ENV_VAR, "")
-            key_source = (
-                f"the {API_KEY_ENV_VAR} environment variable (there is no connection '{self.wavespeed_conn_id}')"
-            )
-            if not api_key:
-                raise WaveSpeedError(
-                    f"No Airflow connection '{self.wavespeed_conn_id}' and no {API_KEY_ENV_VAR} "
-                    f"environment variable: create a connection of type 'wavespeed' named "
-                    f"'{self.wavespeed_conn_id}' with your API key as its password, or set {API_KEY_ENV_VAR}."
-                )
-            base_url_env = os.environ.get(BASE_URL_ENV_VAR)
-            base_url = _normalise_base_url(base_url_env or DEFAULT_BASE_URL, None)
-            base_url_source = f"the {BASE_URL_ENV_VAR} environment variable"
-            if not base_url_env:
-                base_url_source = f"the default (no {BASE_URL_ENV_VAR})"
-            extras: Mapping[str, Any] = {}
-        else:
-            api_key = connection.password or ""
-            key_source = f"the password (API Key) of the WaveSpeed connection '{self.wavespeed_conn_id}'"
-            if not api_key:
-                raise WaveSpeedError(
-                    f"The WaveSpeed connection '{self.wavespeed_conn_id}' has no API key: set its "
-                    "password (shown as 'API Key' in the connection form)."
-                )
-            base_url = _normalise_base_url(connection.host or DEFAULT_BASE_URL, connection.port)
-            base_url_source = (
-                f"the host of the WaveSpeed connection '{self.wavespeed_conn_id}'"
-                if connection.host
-                else f"the default (the WaveSpeed connection '{self.wavespeed_conn_id}' has no host)"
-            )
-            extras = connection.extra_dejson
-        mask_secret(api_key)
-        # Where the key and the API come from, never the key itself.
-        log.info("WaveSpeed API key from %s; API %s from %s", key_source, base_url, base_url_source)
-        unknown = sorted(set(extras) - _KNOWN_EXTRAS)
-        if unknown:
-            log.warning(
-                "Ignoring unknown extras %s of WaveSpeed connection '%s' (known: %s)",
-                unknown,
-                self.wavespeed_conn_id,
-                sorted(_KNOWN_EXTRAS),
-            )
-
-        def option(name: str, default: float, kind: type[float] | type[int], minimum: float) -> Any:
-            value = self._overrides[name]
-            if value is None:
-                value = extras.get(name, default)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = None
-            if (
-                number is None
-                or number < minimum
-                or isinstance(value, bool)
-                or (kind is int and not number.is_integer())
-            ):
-                raise ValueError(
-                    f"{name}={value!r} for WaveSpeed connection '{self.wavespeed_conn_id}' must be "
-                    f"{'an integer' if kind is int else 'a number'} >= {minimum}"
-                )
-            return kind(number)
-
-        return _ClientSettings(
-            api_key=api_key,
-            base_url=base_url,
-            connect_timeout=option("connect_timeout", _DEFAULT_CONNECT_TIMEOUT, float, 0.001),
-            read_timeout=option("read_timeout", _DEFAULT_READ_TIMEOUT, float, 0.001),
-            retry_limit=option("retry_limit", _DEFAULT_RETRY_LIMIT, int, 0),
-            retry_delay=option("retry_delay", _DEFAULT_RETRY_DELAY, float, 0),
-            key_source=key_source,
-            base_url_source=base_url_source,
-        )
-
-    @property
-    def base_url(self) -> str:
-        """The API's base URL (resolving the connection on first use)."""
-        return self._client_settings().base_url
-
-    # -- sync HTTP --------------------------------------------------------------------------------
-
-    @cached_property
-    def _session(self) -> requests.Session:
-        return requests.Session()
-
-    def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session`` (Airflow's hook convention)."""
-        return self._session
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        idempotent: bool,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        retry: bool = True,
-    ) -> Any:
-        """Send one API request (with retries unless ``retry`` is False) and return the envelope's ``data``."""
-        settings = self._client_settings()
-        url = f"{settings.base_url}{path}"
-
-        def send_once() -> Any:
-            try:
-                response = self._session.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    headers=settings.auth_headers(),
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                )
-            except requests.RequestException as error:
-                raise _requests_error(error, url) from error
-            return parse_envelope(
-                http_status=response.status_code,
-                body=response.content,
-                url=url,
-                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-                key_source=settings.key_source,
-            )
-
-        if not retry:
-            return send_once()
-        return self._with_retries(settings, send_once, idempotent=idempotent)
-
-    @staticmethod
-    def _with_retries(settings: _ClientSettings, attempt: Callable[[], _T], *, idempotent: bool) -> _T:
-        return Retrying(**_retry_options(settings, idempotent=idempotent))(attempt)
-
     # -- predictions ------------------------------------------------------------------------------
+
+    def check_submission(self, model: str, inputs: Mapping[str, Any], *, webhook: str | None = None) -> None:
+        """Raise the ValueError :meth:`submit` would raise for these arguments, without sending anything.
+
+        For a caller that records a submit before making it: a submit these checks refuse is never sent.
+        """
+        _check_model_path(model)
+        _json_object(inputs, field="inputs")
+        if webhook is not None and (urlsplit(webhook).scheme not in ("http", "https") or not urlsplit(webhook).netloc):
+            raise ValueError(f"webhook={webhook!r} must be an https URL that WaveSpeed can POST to")
 
     def submit(
         self,
@@ -511,29 +119,20 @@ class WaveSpeedHook(BaseHook):
         inputs: Mapping[str, Any],
         *,
         webhook: str | None = None,
-        before_send: Callable[[str], None] | None = None,
     ) -> Prediction:
         """Submit a prediction (a paid task) and return it, usually in status ``created``.
 
         :param model: the model path, e.g. ``sync/lipsync-1.9.0-beta``.
         :param inputs: the model's inputs, sent as the flat JSON body.
         :param webhook: an https URL WaveSpeed POSTs the result to when the task ends.
-        :param before_send: called with the submit time (ISO 8601, UTC) once the arguments are
-            checked and just before the request goes out: where a caller records that a paid
-            prediction may come to exist (the operator's retry looks for it).
+        :raises ValueError: the arguments fail :meth:`check_submission`; nothing was sent.
         :raises WaveSpeedSubmissionUncertainError: the request went out but its answer was lost;
             a prediction may exist and was deliberately not submitted again.
         """
-        _check_model_path(model)
-        body = _json_object(inputs, field="inputs")
-        params = None
-        if webhook is not None:
-            if urlsplit(webhook).scheme not in ("http", "https") or not urlsplit(webhook).netloc:
-                raise ValueError(f"webhook={webhook!r} must be an https URL that WaveSpeed can POST to")
-            params = {"webhook": webhook}
+        self.check_submission(model, inputs, webhook=webhook)
+        body = dict(inputs)
+        params = {"webhook": webhook} if webhook is not None else None
         submitted_at = pendulum.now("UTC")
-        if before_send is not None:
-            before_send(submitted_at.isoformat())
         try:
             data = self._call("POST", f"/api/v3/{model}", idempotent=False, json_body=body, params=params)
             prediction = Prediction.from_api(data, url=f"{self.base_url}/api/v3/{model}")
@@ -679,6 +278,7 @@ class WaveSpeedHook(BaseHook):
             ticket_body["content_type"] = content_type
         data = self._call("POST", "/api/v3/media/uploads", idempotent=True, json_body=ticket_body)
         ticket = UploadTicket.from_api(data, url=f"{settings.base_url}/api/v3/media/uploads")
+        shown_url = without_query(ticket.put_url)
         start = media.stream.tell()
 
         def put_once() -> None:
@@ -687,21 +287,15 @@ class WaveSpeedHook(BaseHook):
             # The presigned URL authorises the PUT; the API key must not travel to storage hosts.
             if settings.is_api_origin(ticket.put_url):
                 headers.update(settings.auth_headers())
-            try:
-                response = self._session.put(
-                    ticket.put_url,
-                    data=_LargeBlockReader(media.stream, size),
-                    headers=headers,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                )
-            except requests.RequestException as error:
-                raise _requests_error(error, _without_query(ticket.put_url)) from error
+            response = self._send(
+                "PUT", ticket.put_url, shown_url=shown_url, data=LargeBlockReader(media.stream, size), headers=headers
+            )
             if not 200 <= response.status_code < 300:
                 parse_envelope(
                     http_status=response.status_code,
                     body=response.content,
-                    url=_without_query(ticket.put_url),
-                    retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                    url=shown_url,
+                    retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 )
 
         self._with_retries(settings, put_once, idempotent=True)
@@ -709,35 +303,14 @@ class WaveSpeedHook(BaseHook):
         return ticket.download_url
 
     def _upload_multipart(self, media: OpenedMedia) -> str:
-        """Stream a multipart body of unknown length (chunked): such a stream can be read only once."""
         settings = self._client_settings()
         url = f"{settings.base_url}/api/v3/media/upload/binary"
-        boundary = uuid.uuid4().hex
-        content_type = mimetypes.guess_type(media.filename)[0] or "application/octet-stream"
-        filename = media.filename.replace('"', "")
-
-        def body() -> Iterator[bytes]:
-            yield (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                f"Content-Type: {content_type}\r\n\r\n"
-            ).encode()
-            while chunk := media.stream.read(_TRANSFER_CHUNK_BYTES):
-                yield chunk
-            yield f"\r\n--{boundary}--\r\n".encode()
 
         def send_once() -> str:
-            try:
-                response = self._session.post(
-                    url,
-                    data=body(),
-                    headers={
-                        **settings.auth_headers(),
-                        "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    },
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                )
-            except requests.RequestException as error:
-                raise _requests_error(error, url) from error
+            content_type, body = multipart_form(media)
+            response = self._send(
+                "POST", url, data=body, headers={**settings.auth_headers(), "Content-Type": content_type}
+            )
             data = parse_envelope(http_status=response.status_code, body=response.content, url=url)
             return download_url_from_api(data, url=url)
 
@@ -756,14 +329,9 @@ class WaveSpeedHook(BaseHook):
         settings = self._client_settings()
         headers = settings.auth_headers() if settings.is_api_origin(url) else {}
         try:
-            response = self._session.head(
-                url,
-                headers=headers,
-                allow_redirects=True,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-            )
-        except requests.RequestException as error:
-            log.info("Could not check %s (%s)", _without_query(url), type(error).__name__)
+            response = self._send("HEAD", url, shown_url=without_query(url), headers=headers, allow_redirects=True)
+        except WaveSpeedConnectionError as error:
+            log.info("Could not check %s (%s)", error.url, type(error.__cause__).__name__)
             return False
         return 200 <= response.status_code < 300
 
@@ -779,44 +347,31 @@ class WaveSpeedHook(BaseHook):
         """
         settings = self._client_settings()
         name = filename or os.path.basename(urlsplit(url).path) or "output"
-        public_url = _without_query(url)
+        shown_url = without_query(url)
         headers = settings.auth_headers() if settings.is_api_origin(url) else {}
 
         def download_once() -> str:
-            try:
-                with self._session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                ) as response:
-                    if response.status_code >= 400:
-                        parse_envelope(
-                            http_status=response.status_code,
-                            body=response.raw.read(4096, decode_content=True) or b"",
-                            url=public_url,
-                            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-                        )
-                    expected = response.headers.get("Content-Length")
-                    # Requests undoes a Content-Encoding, so only an identity body's length is comparable.
-                    check_length = expected is not None and not response.headers.get("Content-Encoding")
-                    with atomic_destination(destination, name) as (target, location):
-                        written = 0
-                        for chunk in response.iter_content(chunk_size=_TRANSFER_CHUNK_BYTES):
-                            target.write(chunk)
-                            written += len(chunk)
-                        if check_length and written != int(expected or 0):
-                            raise WaveSpeedConnectionError(
-                                f"Download of {public_url} was cut short: {written} of {expected} bytes",
-                                request_sent=True,
-                                url=public_url,
-                            )
-            except requests.RequestException as error:
-                raise _requests_error(error, public_url) from error
-            return location
+            with self._send("GET", url, shown_url=shown_url, headers=headers, stream=True) as response:
+                if response.status_code >= 400:
+                    parse_envelope(
+                        http_status=response.status_code,
+                        body=response.raw.read(4096, decode_content=True) or b"",
+                        url=shown_url,
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    )
+                expected = response.headers.get("Content-Length")
+                # Requests undoes a Content-Encoding, so only an identity body's length is comparable.
+                comparable = expected is not None and not response.headers.get("Content-Encoding")
+                return save_stream(
+                    response_chunks(response, shown_url),
+                    destination,
+                    name,
+                    expected_size=int(expected or 0) if comparable else None,
+                    source=shown_url,
+                )
 
         location = self._with_retries(settings, download_once, idempotent=True)
-        log.info("Downloaded %s to %s", public_url, location)
+        log.info("Downloaded %s to %s", shown_url, location)
         return location
 
     # -- account ----------------------------------------------------------------------------------
@@ -875,39 +430,6 @@ class WaveSpeedHook(BaseHook):
 
     # -- async twins (the triggerer) --------------------------------------------------------------
 
-    async def _acall(self, method: str, path: str, *, idempotent: bool) -> Any:
-        """The async twin of :meth:`_call`, over the loop's shared session."""
-        import aiohttp
-
-        settings = await self._aclient_settings()
-        url = f"{settings.base_url}{path}"
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        )
-
-        async def send_once() -> Any:
-            try:
-                async with shared_client_session().request(
-                    method, url, headers=settings.auth_headers(), timeout=timeout
-                ) as response:
-                    body = await response.read()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                raise _aiohttp_error(error, url) from error
-            return parse_envelope(
-                http_status=response.status,
-                body=body,
-                url=url,
-                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-                key_source=settings.key_source,
-            )
-
-        if settings.retry_limit == 0:
-            # The trigger's case: it owns retrying. A tenacity wrapper around a single attempt still
-            # costs ~30 us and leaves ~26 objects of cyclic garbage per call, which, at thousands of
-            # polls in one triggerer, sets off full collections that pause every trigger's loop.
-            return await send_once()
-        return await AsyncRetrying(**_retry_options(settings, idempotent=idempotent))(send_once)
-
     async def aget_prediction(self, request_id: str) -> Prediction:
         """The async twin of :meth:`get_prediction`."""
         path = _result_path(request_id)
@@ -919,39 +441,8 @@ class WaveSpeedHook(BaseHook):
         return Prediction.from_api(data, url=f"{settings.base_url}{path}")
 
 
-class _LargeBlockReader:
-    """A file wrapper that hands ``http.client`` 1 MiB per read instead of its 8 KiB default.
-
-    Fewer, larger writes move a large upload at loopback speed; ``__len__`` keeps requests from
-    switching to chunked encoding, which presigned PUTs reject.
-    """
-
-    def __init__(self, stream: Any, size: int) -> None:
-        self._stream = stream
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, size: int = -1) -> bytes:
-        return self._stream.read(max(size, _TRANSFER_CHUNK_BYTES) if size >= 0 else -1)
-
-
 def _find_catalog_model(models: list[CatalogModel], model: str) -> CatalogModel | None:
     return next((entry for entry in models if entry.model == model), None)
-
-
-def _normalise_base_url(host: str, port: int | None) -> str:
-    host = host.strip().rstrip("/")
-    if "://" not in host:
-        hostname = urlsplit(f"//{host}").hostname or ""
-        host = f"{'http' if hostname in _LOOPBACK_HOSTS or hostname.startswith('127.') else 'https'}://{host}"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"Base URL {host!r} of the WaveSpeed connection must be an http(s) URL")
-    if port and parts.port is None:
-        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
-    return host
 
 
 def _check_model_path(model: Any) -> None:
@@ -1004,9 +495,3 @@ def _unknown_prediction(request_id: str, error: WaveSpeedNotFoundError) -> WaveS
         url=error.url,
         request_id=request_id,
     )
-
-
-def _without_query(url: str) -> str:
-    """A URL fit for logs: presigned query strings carry credentials of their own."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -421,18 +421,15 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.quote = self._quote_within_limits(inputs)
         context["ti"].xcom_push(key=PRICE_XCOM_KEY, value=_quote_dict(self.quote))
 
-        # Written just before the request goes out, and replaced by the request id once it is answered:
-        # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
-        # it pays again.
-        def record_uncertain_submit(submitted_at: str) -> None:
-            record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=submitted_at))
-
         resubmits = RESUBMITS_PER_TRY if self.uncertain_submit == "resubmit" else 0
         while True:
+            self.hook.check_submission(self.model, inputs, webhook=self.webhook)
+            # Written just before the request goes out, and replaced by the request id once it is answered:
+            # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
+            # it pays again.
+            record.remember_uncertain(UncertainSubmit(model=self.model, submitted_at=datetime.now(UTC).isoformat()))
             try:
-                prediction = self.hook.submit(
-                    self.model, inputs, webhook=self.webhook, before_send=record_uncertain_submit
-                )
+                prediction = self.hook.submit(self.model, inputs, webhook=self.webhook)
             except WaveSpeedAPIError:
                 record.forget_uncertain()  # WaveSpeed answered that it refused it: nothing was created
                 raise

@@ -1,9 +1,10 @@
 """PredictionTrigger: waits for a WaveSpeed prediction in the triggerer without holding a worker slot.
 
 This is the only provider code that runs in the triggerer, where every deferred task of the
-deployment shares one event loop: it never blocks (aiohttp over the process's shared session, the
-connection fetched asynchronously), sends one GET per poll on the adaptive schedule of
-:mod:`airflow_provider_wavespeed.polling`, and lets ``CancelledError`` propagate.
+deployment shares one event loop: it never blocks (the hook and aiohttp imported in a thread,
+aiohttp over the loop's shared session, the connection fetched asynchronously), sends one GET per
+poll on the adaptive schedule of :mod:`airflow_provider_wavespeed.polling`, and lets
+``CancelledError`` propagate.
 
 It never submits anything: the worker submitted the prediction and handed over its id, so a
 triggerer restart re-runs :meth:`PredictionTrigger.run` and only ever repeats idempotent reads.
@@ -23,7 +24,6 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedNotFoundError,
     resume_hint,
 )
-from airflow_provider_wavespeed.models import Prediction
 from airflow_provider_wavespeed.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -35,8 +35,36 @@ from airflow_provider_wavespeed.polling import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+    from airflow_provider_wavespeed.models import Prediction
+
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 """Every event carries ``status`` (one of these) and ``request_id``."""
+
+_hook_class: type[WaveSpeedHook] | None = None
+"""WaveSpeedHook once imported: the first trigger of the process imports it, later ones reuse it."""
+
+
+async def _wavespeed_hook_class() -> type[WaveSpeedHook]:
+    """WaveSpeedHook, imported with aiohttp in a thread the first time.
+
+    Importing them takes long enough to stall the triggerer's loop, and with it every trigger of the
+    deployment, at the first admission after each triggerer start. Triggers admitted while the
+    import runs wait for it in threads of their own (Python's import lock serialises them), never on
+    the loop.
+    """
+    global _hook_class
+    if _hook_class is None:
+        _hook_class = await asyncio.to_thread(_import_hook_class)
+    return _hook_class
+
+
+def _import_hook_class() -> type[WaveSpeedHook]:
+    import aiohttp  # noqa: F401 - the hook imports it only on first use, which would be on the loop
+
+    from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+
+    return WaveSpeedHook
 
 
 class PredictionTrigger(BaseTrigger):
@@ -93,19 +121,15 @@ class PredictionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # Imported here, not at module level: DAG files import this module's users at parse time,
-        # and aiohttp/requests are only needed once a trigger actually runs.
-        from airflow_provider_wavespeed.hooks.wavespeed import holding_shared_client_session
-
-        async with holding_shared_client_session():
-            async for event in self._poll_until_done():
+        hook_class = await _wavespeed_hook_class()
+        # The trigger owns retrying: its loop already sleeps between polls, and rides out outages.
+        async with hook_class(self.wavespeed_conn_id, retry_limit=0) as hook:
+            async for event in self._poll_until_done(hook):
                 yield event
 
-    async def _poll_until_done(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
+    async def _poll_until_done(self, hook: WaveSpeedHook) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_wavespeed.hooks.transport import is_retryable_error
 
-        # The trigger owns retrying: its loop already sleeps between polls, and rides out outages.
-        hook = WaveSpeedHook(self.wavespeed_conn_id, retry_limit=0)
         last_status = ""
         failures = TransientFailures(
             self.request_id, poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval
@@ -189,6 +213,9 @@ def prediction_from_event(event: Any) -> Prediction:
     :raises PredictionWaitTimeoutError: the trigger's deadline passed.
     :raises WaveSpeedError: the trigger stopped on an error, or the event is not one of its own.
     """
+    # Imported here: the triggerer imports this module on its event loop, and only a worker needs it.
+    from airflow_provider_wavespeed.models import Prediction
+
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("request_id"):
         raise WaveSpeedError(
             f"Unexpected event from PredictionTrigger: {event!r}. Expected a dict with 'request_id' and a "

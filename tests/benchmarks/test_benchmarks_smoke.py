@@ -26,7 +26,7 @@ if not AIRFLOW_V_3_1_PLUS:
     )
 
 from benchmarks import __main__ as bench_cli
-from benchmarks import media_transfer, parse_cost, poll_schedule, triggerer_scale, worker_slot
+from benchmarks import first_admission, media_transfer, parse_cost, poll_schedule, triggerer_scale, worker_slot
 from benchmarks.harness import SectionResult
 
 
@@ -139,6 +139,16 @@ def test_parse_cost_times_fresh_interpreters():
     for name in ("airflow_sdk_ms", "operator_added_ms", "both_ms"):
         assert_number(figures[name])
     assert isinstance(figures["loaded_by_operator"], list)
+
+
+def test_first_admission_admits_one_trigger_in_each_fresh_interpreter():
+    figures = assert_well_formed(first_admission.run(first_admission.SMOKE), "first_admission")
+
+    assert set(figures["samples"]) == set(first_admission.LABELS)
+    for variant, samples in figures["samples"].items():
+        assert [sample["status"] for sample in samples] == ["success"] * first_admission.SMOKE.interpreters
+        assert_number(figures["max_lag_ms"][variant])
+        assert_number(figures["admission_to_event_ms"][variant])
 
 
 def test_media_transfer_moves_the_file_both_ways():

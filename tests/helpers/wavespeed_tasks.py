@@ -43,12 +43,10 @@ def replaced_hook(owner: type) -> Iterator[mock.MagicMock]:
         yield prop.return_value
 
 
-def submitting(answer: Prediction | Exception, *, sent_at: str = "2026-11-20T10:00:00+00:00") -> Any:
-    """A ``hook.submit`` side effect that, like the real one, calls ``before_send`` before sending."""
+def submitting(answer: Prediction | Exception) -> Any:
+    """A ``hook.submit`` side effect that answers ``answer``, or raises it."""
 
-    def submit(model: str, inputs: Any, *, webhook: str | None = None, before_send: Any = None) -> Prediction:
-        if before_send is not None:
-            before_send(sent_at)
+    def submit(model: str, inputs: Any, *, webhook: str | None = None) -> Prediction:
         if isinstance(answer, Exception):
             raise answer
         return answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -61,8 +62,7 @@ def test_a_submit_is_recorded_as_uncertain_before_it_is_sent_and_kept_when_its_a
     store = StateStore()
     uncertain_at_send: list[Any] = []
 
-    def submit(*args: Any, before_send: Any, **kwargs: Any) -> Any:
-        before_send(SUBMITTED_AT)
+    def submit(*args: Any, **kwargs: Any) -> Any:
         uncertain_at_send.append(store.values.get(UNCERTAIN_STATE_KEY))
         raise lost_answer()
 
@@ -73,7 +73,20 @@ def test_a_submit_is_recorded_as_uncertain_before_it_is_sent_and_kept_when_its_a
 
     # A worker killed during the submit leaves the same record behind as a lost answer does.
     assert uncertain_at_send == [store.values[UNCERTAIN_STATE_KEY]]
-    assert json.loads(store.values[UNCERTAIN_STATE_KEY]) == {"model": UNCERTAIN.model, "submitted_at": SUBMITTED_AT}
+    recorded = json.loads(store.values[UNCERTAIN_STATE_KEY])
+    assert recorded["model"] == UNCERTAIN.model
+    assert datetime.fromisoformat(recorded["submitted_at"]) <= datetime.now(UTC)
+
+
+def test_a_submit_the_hook_refuses_before_sending_leaves_no_uncertain_submit_record(hook):
+    store = StateStore()
+    hook.check_submission.side_effect = ValueError("webhook='ftp://x' must be an https URL")
+
+    with pytest.raises(ValueError, match="webhook="):
+        lipsync(webhook="ftp://x").execute(make_context(store))
+
+    hook.submit.assert_not_called()
+    assert UNCERTAIN_STATE_KEY not in store.values
 
 
 def test_an_answer_the_parser_cannot_read_keeps_the_uncertain_submit_record(hook):

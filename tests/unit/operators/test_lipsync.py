@@ -114,7 +114,6 @@ def test_deferrable_submit_pushes_the_id_at_once_then_defers_to_the_trigger(hook
         "sync/lipsync-1.9.0-beta",
         {"video": VIDEO, "audio": AUDIO, "sync_mode": "cut_off"},
         webhook=None,
-        before_send=mock.ANY,
     )
     assert pushed(context)["request_id"] == "req-1"
     assert context["task_state_store"].values == {STATE_KEY: "req-1"}

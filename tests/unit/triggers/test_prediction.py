@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
 from typing import Any
 from unittest import mock
@@ -16,12 +19,11 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionWaitTimeoutError,
     WaveSpeedError,
 )
-from airflow_provider_wavespeed.hooks.wavespeed import close_shared_client_session
 from airflow_provider_wavespeed.triggers import prediction as trigger_module
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger, prediction_from_event
 from tests.conftest import TEST_API_KEY
+from tests.helpers.api_answers import envelope, prediction
 from tests.scripted_api import Reply, ScriptedAPI
-from tests.unit.test_hook import envelope, prediction
 
 RESULT_PATH = "/api/v3/predictions/req-1/result"
 CLASSPATH = "airflow_provider_wavespeed.triggers.prediction.PredictionTrigger"
@@ -33,7 +35,6 @@ async def api(wavespeed_connection):
     await server.start()
     wavespeed_connection(host=server.base_url, extra={"read_timeout": 0.5})
     yield server
-    await close_shared_client_session()
     await server.close()
 
 
@@ -257,7 +258,6 @@ async def test_refused_connections_are_ridden_out_until_the_deadline(wavespeed_c
     end_time = clock.now + 300
 
     event = await only_event(make_trigger(end_time=end_time, poll_interval=5, max_poll_interval=30))
-    await close_shared_client_session()
 
     assert event["status"] == "timeout" and event["last_status"] == "unknown"
     assert len(sleeps) >= 10 and max(sleeps) <= 30
@@ -354,22 +354,55 @@ def test_success_event_for_a_prediction_that_is_not_completed_raises():
 
 
 async def test_triggers_share_one_session_which_the_last_one_closes(api, sleeps):
-    from airflow_provider_wavespeed.hooks.wavespeed import shared_client_session
+    from airflow_provider_wavespeed.hooks import transport
 
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("processing")), Reply(json_body=prediction("completed")))
     api.add("GET", "/api/v3/predictions/req-2/result", Reply(json_body=prediction("completed", id="req-2")))
-    seen_sessions: list = []
-    original = shared_client_session
+    joined: list = []
+    join = transport._join_shared_session
 
     def spy():
-        session = original()
-        if session not in seen_sessions:
-            seen_sessions.append(session)
-        return session
+        shared = join()
+        joined.append(shared.session)
+        return shared
 
-    with mock.patch("airflow_provider_wavespeed.hooks.wavespeed.shared_client_session", side_effect=spy):
+    with mock.patch.object(transport, "_join_shared_session", side_effect=spy):
         first, second = await asyncio.gather(only_event(make_trigger()), only_event(make_trigger(request_id="req-2")))
 
     assert (first["status"], second["status"]) == ("success", "success")
-    (session,) = seen_sessions
-    assert session.closed  # by the last trigger to finish
+    assert len(joined) == 2 and joined[0] is joined[1]
+    assert joined[0].closed  # by the last trigger to finish
+
+
+def test_the_trigger_module_imports_neither_the_hook_nor_aiohttp():
+    # The triggerer imports it on the event loop when it loads the trigger; the heavy imports come in
+    # run(), in a thread.
+    probe = (
+        "import sys\n"
+        "import airflow.triggers.base\n"
+        "before = {name for name in ('aiohttp', 'requests') if name in sys.modules}\n"
+        "import airflow_provider_wavespeed.triggers.prediction\n"
+        "loaded = {'aiohttp', 'requests', 'airflow_provider_wavespeed.hooks.wavespeed'} & set(sys.modules) - before\n"
+        "print(sorted(loaded))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert output.strip().splitlines()[-1] == "[]"
+
+
+async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_loop(api, sleeps, monkeypatch):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    monkeypatch.setattr(trigger_module, "_hook_class", None)
+    loop_thread = threading.get_ident()
+    importing_threads: list[int] = []
+    import_hook_class = trigger_module._import_hook_class
+
+    def spy():
+        importing_threads.append(threading.get_ident())
+        return import_hook_class()
+
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=spy):
+        assert (await only_event(make_trigger()))["status"] == "success"
+        assert (await only_event(make_trigger()))["status"] == "success"
+
+    (importing_thread,) = importing_threads  # once per process
+    assert importing_thread != loop_thread

@@ -1,13 +1,9 @@
-"""WaveSpeedHook's sync side against recorded, documented responses (requests_mock)."""
+"""WaveSpeedHook's API methods against recorded, documented responses (requests_mock, aiohttp on loopback)."""
 
 from __future__ import annotations
 
 import io
-import json
 import logging
-import subprocess
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -22,45 +18,19 @@ from airflow_provider_wavespeed.exceptions import (
     WaveSpeedAPIError,
     WaveSpeedAuthError,
     WaveSpeedConnectionError,
-    WaveSpeedError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
-    WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedSubmissionUncertainError,
     WaveSpeedUnavailableError,
 )
 from airflow_provider_wavespeed.hooks import wavespeed as hook_module
-from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook, is_retryable_error
+from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from tests.conftest import TEST_API_KEY
+from tests.helpers.api_answers import BASE, MODEL, RESULT_URL, envelope, prediction
 
-BASE = "https://api.wavespeed.test"
-MODEL = "sync/lipsync-1.9.0-beta"
 SUBMIT_URL = f"{BASE}/api/v3/{MODEL}"
-RESULT_URL = f"{BASE}/api/v3/predictions/req-1/result"
 INPUTS = {"video": "https://media.test/v.mp4", "audio": "https://media.test/a.wav", "sync_mode": "cut_off"}
-
-
-def envelope(data: object, code: int = 200, message: str = "success") -> dict[str, object]:
-    return {"code": code, "message": message, "data": data}
-
-
-def prediction(status: str = "created", **overrides: object) -> dict[str, object]:
-    data: dict[str, object] = {
-        "id": "req-1",
-        "model": MODEL,
-        "outputs": [],
-        "urls": {"get": RESULT_URL},
-        "has_nsfw_contents": [],
-        "status": status,
-        "created_at": "2026-11-23T10:00:00.000Z",
-        "error": "",
-        "timings": {"inference": 0},
-    }
-    if status == "completed":
-        data.update(outputs=["https://cdn.test/out.mp4"], has_nsfw_contents=[False])
-    data.update(overrides)
-    return envelope(data)
 
 
 def refused() -> requests.ConnectionError:
@@ -73,166 +43,6 @@ def refused() -> requests.ConnectionError:
 def hook(wavespeed_connection) -> WaveSpeedHook:
     wavespeed_connection(host=BASE, extra={"retry_limit": 3})
     return WaveSpeedHook()
-
-
-# -- connection ------------------------------------------------------------------------------------
-
-
-def test_connection_supplies_key_base_url_and_options(wavespeed_connection, requests_mock):
-    wavespeed_connection(host="api.wavespeed.test", extra={"read_timeout": 7, "retry_limit": 2})
-    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 12.5}))
-
-    assert WaveSpeedHook().get_balance() == 12.5
-    sent = requests_mock.last_request
-    assert sent.headers["Authorization"] == f"Bearer {TEST_API_KEY}"
-    assert sent.headers["User-Agent"].startswith("airflow-provider-wavespeed/")
-    assert sent.timeout == (10.0, 7.0)  # (connect, read)
-
-
-@pytest.mark.parametrize(
-    ("host", "port", "expected"),
-    [
-        ("", None, "https://api.wavespeed.ai"),
-        ("api.example.test", None, "https://api.example.test"),
-        ("127.0.0.1", 8099, "http://127.0.0.1:8099"),
-        ("localhost:8099", None, "http://localhost:8099"),
-        ("http://10.1.2.3:80/", None, "http://10.1.2.3:80"),
-    ],
-)
-def test_base_url_from_host_and_port(wavespeed_connection, host, port, expected):
-    wavespeed_connection(host=host, port=port)
-    assert WaveSpeedHook().base_url == expected
-
-
-@pytest.mark.parametrize(
-    ("extra", "field"),
-    [
-        ({"read_timeout": "soon"}, "read_timeout"),
-        ({"connect_timeout": 0}, "connect_timeout"),
-        ({"retry_limit": -1}, "retry_limit"),
-        ({"retry_limit": 1.5}, "retry_limit"),
-        ({"retry_delay": True}, "retry_delay"),
-    ],
-)
-def test_invalid_connection_options_are_named(wavespeed_connection, extra, field):
-    wavespeed_connection(extra=extra)
-    with pytest.raises(ValueError, match=f"{field}=.*'wavespeed_default' must be"):
-        WaveSpeedHook().base_url  # noqa: B018
-
-
-def test_connection_without_key_says_where_to_put_it(wavespeed_connection):
-    wavespeed_connection(password="")
-    with pytest.raises(WaveSpeedError, match="has no API key: set its password"):
-        WaveSpeedHook().base_url  # noqa: B018
-
-
-def test_missing_default_connection_falls_back_to_the_sdk_environment_variable(monkeypatch, requests_mock, caplog):
-    caplog.set_level(logging.INFO, logger=hook_module.__name__)
-    monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
-    monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:1234")
-    requests_mock.get("http://127.0.0.1:1234/api/v3/balance", json=envelope({"balance": 1}))
-    with mock.patch.object(hook_module, "mask_secret") as mask:
-        assert WaveSpeedHook().get_balance() == 1.0
-    mask.assert_called_once_with("env-key-123456")
-    assert requests_mock.last_request.headers["Authorization"] == "Bearer env-key-123456"
-    (source,) = [record.getMessage() for record in caplog.records if "API key from" in record.getMessage()]
-    assert "WAVESPEED_API_KEY environment variable (there is no connection 'wavespeed_default')" in source
-    assert "API http://127.0.0.1:1234 from the WAVESPEED_BASE_URL environment variable" in source
-    assert "env-key-123456" not in source
-
-
-def test_a_mistyped_connection_id_fails_naming_it_and_never_uses_the_environment(monkeypatch, requests_mock):
-    monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
-    monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:1234")
-
-    with pytest.raises(WaveSpeedError, match="no Airflow connection wavespeed_conn_id='wavespeed_prod'") as raised:
-        WaveSpeedHook("wavespeed_prod").get_balance()
-
-    assert "stands in only for the default connection 'wavespeed_default'" in str(raised.value)
-    assert not requests_mock.called
-
-
-def test_the_hook_logs_where_its_key_and_base_url_came_from_never_the_key(hook, requests_mock, caplog):
-    caplog.set_level(logging.INFO, logger=hook_module.__name__)
-    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
-
-    hook.get_balance()
-
-    (source,) = [record.getMessage() for record in caplog.records if "API key from" in record.getMessage()]
-    assert "the password (API Key) of the WaveSpeed connection 'wavespeed_default'" in source
-    assert f"API {BASE} from the host of the WaveSpeed connection 'wavespeed_default'" in source
-    assert TEST_API_KEY not in source
-
-
-def test_missing_connection_and_variable_explains_both_ways():
-    with pytest.raises(WaveSpeedError, match="No Airflow connection 'wavespeed_default'.*WAVESPEED_API_KEY"):
-        WaveSpeedHook().base_url  # noqa: B018
-
-
-# Places a key could plausibly be read from by mistake; the hook must read none of them.
-DECOY_ENVIRONMENT = {
-    "WAVESPEED_KEY": "decoy-env-wavespeed-key",
-    "WAVESPEED_TOKEN": "decoy-env-wavespeed-token",
-    "WAVESPEED_API_TOKEN": "decoy-env-wavespeed-api-token",
-    "AIRFLOW_VAR_WAVESPEED_API_KEY": "decoy-airflow-variable",
-    "API_KEY": "decoy-env-api-key",
-}
-DECOY_EXTRAS = {"api_key": "decoy-extra-api-key", "token": "decoy-extra-token", "password": "decoy-extra-password"}
-
-
-def connection_with_decoys(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
-    """``wavespeed_default`` with a login and key-like extras besides its password."""
-    connection = {
-        "conn_type": "wavespeed",
-        "host": BASE,
-        "login": "decoy-login",
-        "password": password,
-        "extra": {"retry_delay": 0, **DECOY_EXTRAS},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", json.dumps(connection))
-
-
-def test_key_is_the_connection_password_and_nothing_else(monkeypatch, requests_mock):
-    connection_with_decoys(monkeypatch, password=TEST_API_KEY)
-    monkeypatch.setenv("WAVESPEED_API_KEY", "decoy-sdk-variable")
-    for name, value in DECOY_ENVIRONMENT.items():
-        monkeypatch.setenv(name, value)
-    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
-
-    WaveSpeedHook().get_balance()
-
-    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {TEST_API_KEY}"
-
-
-def test_an_existing_connection_without_a_password_never_falls_back(monkeypatch, requests_mock):
-    # Falling back here would send a key the connection's owner never chose.
-    connection_with_decoys(monkeypatch, password="")
-    monkeypatch.setenv("WAVESPEED_API_KEY", "decoy-sdk-variable")
-
-    with pytest.raises(WaveSpeedError, match="'wavespeed_default' has no API key: set its password"):
-        WaveSpeedHook().get_balance()
-    assert not requests_mock.called
-
-
-def test_missing_connection_reads_only_the_sdk_environment_variable(monkeypatch, requests_mock):
-    for name, value in DECOY_ENVIRONMENT.items():
-        monkeypatch.setenv(name, value)
-
-    with pytest.raises(WaveSpeedError, match="No Airflow connection 'wavespeed_default' and no WAVESPEED_API_KEY"):
-        WaveSpeedHook().get_balance()
-    assert not requests_mock.called
-
-
-def test_key_is_registered_with_the_secret_masker(hook):
-    with mock.patch.object(hook_module, "mask_secret") as mask:
-        hook.base_url  # noqa: B018
-    mask.assert_called_once_with(TEST_API_KEY)
-
-
-def test_hook_construction_does_no_lookup():
-    with mock.patch.object(WaveSpeedHook, "get_connection") as get_connection:
-        WaveSpeedHook("anything")
-    get_connection.assert_not_called()
 
 
 def test_ui_field_behaviour_relabels_key_and_base_url():
@@ -269,27 +79,19 @@ def test_submit_rejects_a_bad_model_path_before_sending(hook, requests_mock, mod
     assert not requests_mock.called
 
 
-def test_submit_calls_before_send_after_its_checks_and_before_the_request(hook, requests_mock):
-    requests_mock.post(SUBMIT_URL, json=prediction("created"))
-    calls: list[tuple[str, bool]] = []
-
-    hook.submit(MODEL, INPUTS, before_send=lambda at: calls.append((at, requests_mock.called)))
-
-    ((sent_at, request_already_sent),) = calls
-    assert not request_already_sent
-    assert datetime.fromisoformat(sent_at) <= datetime.now(UTC)
+@pytest.mark.parametrize("call", ["submit", "check_submission"])
+def test_submit_and_its_check_reject_inputs_that_are_not_json_before_sending(hook, requests_mock, call):
     with pytest.raises(ValueError, match="inputs must be JSON"):
-        hook.submit(MODEL, {"video": object()}, before_send=lambda at: calls.append((at, True)))
-    assert len(calls) == 1, "a submit refused before sending is not announced"
-
-
-def test_submit_rejects_inputs_that_are_not_json(hook, requests_mock):
-    with pytest.raises(ValueError, match="inputs must be JSON"):
-        hook.submit(MODEL, {"video": object()})
+        getattr(hook, call)(MODEL, {"video": object()})
     with pytest.raises(ValueError, match="inputs must be a mapping"):
-        hook.submit(MODEL, ["video"])
+        getattr(hook, call)(MODEL, ["video"])
     with pytest.raises(ValueError, match="webhook="):
-        hook.submit(MODEL, INPUTS, webhook="ftp://x")
+        getattr(hook, call)(MODEL, INPUTS, webhook="ftp://x")
+    assert not requests_mock.called
+
+
+def test_check_submission_accepts_what_submit_sends(hook, requests_mock):
+    hook.check_submission(MODEL, INPUTS, webhook="https://hooks.example.test/done")
     assert not requests_mock.called
 
 
@@ -332,12 +134,10 @@ def test_submit_gives_up_after_the_retry_limit_when_nothing_listens(hook, reques
 )
 def test_a_submit_answered_unavailable_was_not_processed_and_is_retried(hook, requests_mock, unavailable):
     requests_mock.post(SUBMIT_URL, [unavailable, {"json": prediction()}])
-    sent: list[str] = []
 
-    assert hook.submit(MODEL, INPUTS, before_send=sent.append).id == "req-1"
+    assert hook.submit(MODEL, INPUTS).id == "req-1"
 
     assert requests_mock.call_count == 2
-    assert len(sent) == 1, "one submit, announced once, however often it is retried"
 
 
 def test_a_submit_unavailable_past_the_retry_limit_is_not_uncertain(hook, requests_mock):
@@ -422,30 +222,6 @@ def test_reads_give_up_after_the_retry_limit_with_the_last_error(hook, requests_
     with pytest.raises(WaveSpeedServerError, match="HTML page"):
         hook.get_prediction("req-1")
     assert requests_mock.call_count == 4
-
-
-def test_retry_waits_back_off_exponentially_with_jitter(wavespeed_connection, requests_mock):
-    wavespeed_connection(host=BASE, extra={"retry_limit": 3, "retry_delay": 1})
-    requests_mock.get(RESULT_URL, status_code=500, json=envelope(None, 500, "x"))
-    with mock.patch("tenacity.nap.time.sleep") as sleep, pytest.raises(WaveSpeedServerError):
-        WaveSpeedHook().get_prediction("req-1")
-    delays = [call.args[0] for call in sleep.call_args_list]
-    assert len(delays) == 3
-    assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 3 and 4 <= delays[2] <= 5
-
-
-def test_retry_after_as_http_date_is_honoured(hook, requests_mock):
-    later = pendulum.now("UTC").add(seconds=30).format("ddd, DD MMM YYYY HH:mm:ss [GMT]")
-    requests_mock.get(
-        RESULT_URL,
-        [
-            {"status_code": 429, "json": envelope(None, 429, "x"), "headers": {"Retry-After": later}},
-            {"json": prediction()},
-        ],
-    )
-    with mock.patch("tenacity.nap.time.sleep") as sleep:
-        hook.get_prediction("req-1")
-    assert 25 <= sleep.call_args.args[0] <= 31
 
 
 def test_unknown_request_id_says_what_to_check(hook, requests_mock):
@@ -814,53 +590,3 @@ def test_balance_that_is_not_a_number_is_malformed(hook, requests_mock):
     requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": None}))
     with pytest.raises(WaveSpeedMalformedResponseError, match="balance"):
         hook.get_balance()
-
-
-# -- the retry predicate ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("error", "read", "submit"),
-    [
-        (WaveSpeedConnectionError("x", request_sent=False), True, True),
-        (WaveSpeedConnectionError("x", request_sent=True), True, False),
-        (WaveSpeedServerError("x", http_status=500), True, False),
-        (WaveSpeedServerError("x", http_status=504), True, False),
-        (WaveSpeedUnavailableError("x", http_status=503), True, True),
-        (WaveSpeedRateLimitError("x", http_status=429), True, True),
-        (WaveSpeedNotFoundError("x", http_status=404), False, False),
-        (WaveSpeedAuthError("x", http_status=401), False, False),
-        (WaveSpeedAPIError("x", http_status=400), False, False),
-        (WaveSpeedMalformedResponseError("x", http_status=200), True, False),
-        (ValueError("x"), False, False),
-    ],
-)
-def test_retry_predicate(error, read, submit):
-    assert is_retryable_error(error, idempotent=True) is read
-    assert is_retryable_error(error, idempotent=False) is submit
-
-
-def test_no_log_line_carries_the_key(hook, requests_mock, caplog):
-    caplog.set_level(logging.DEBUG)
-    requests_mock.get(RESULT_URL, [{"status_code": 500, "json": envelope(None, 500, "x")}, {"json": prediction()}])
-    hook.get_prediction("req-1")
-    assert caplog.records
-    assert all(TEST_API_KEY not in r.getMessage() for r in caplog.records)
-    assert TEST_API_KEY not in json.dumps(repr(hook._client_settings()))
-
-
-def test_the_sync_side_does_not_import_aiohttp():
-    # Workers import the hook for every lipsync task; only the triggerer needs aiohttp.
-    probe = (
-        "import sys\n"
-        "import airflow.providers.common.compat.sdk\n"
-        "before = 'aiohttp' in sys.modules\n"
-        "from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook\n"
-        "WaveSpeedHook('wavespeed_default').get_conn()\n"
-        "print(before, 'aiohttp' in sys.modules)\n"
-    )
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    loaded_by_airflow, loaded_after_the_hook = output.strip().splitlines()[-1].split()
-    if loaded_by_airflow == "True":
-        pytest.skip("this Airflow's own imports already load aiohttp")
-    assert loaded_after_the_hook == "False"
