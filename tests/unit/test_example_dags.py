@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
 from tests.conftest import EXAMPLE_DAGS
+from tests.helpers.imports import modules_newly_imported
 from tests.integration.dag_runs import dag_bag
 
 EXPECTED_DAGS = {"example_lipsync", "example_dubbing_pipeline", "example_submit_and_sense"}
@@ -57,18 +56,18 @@ def test_examples_make_no_database_query_at_parse_time():
 def test_examples_do_not_import_http_clients_or_the_hook_at_parse_time():
     # What Airflow itself loads for a DAG file does not count: Airflow 3.0's task decorator imports
     # its API server, and aiohttp with it (through svcs).
-    probe = (
-        "import sys, runpy, glob\n"
-        "from airflow.providers.common.compat.sdk import DAG, Asset, ObjectStoragePath, Param, task\n"
-        "before = set(sys.modules)\n"
-        f"for path in sorted(glob.glob({EXAMPLE_DAGS!r} + '/*.py')): runpy.run_path(path)\n"
-        "loaded = [m for m in ('airflow_provider_wavespeed.hooks.wavespeed', 'aiohttp',"
-        " 'wavespeed_emulator', 'airflow_provider_wavespeed.triggers.prediction')"
-        " if m in sys.modules and m not in before]\n"
-        "print(loaded)\n"
+    loaded = modules_newly_imported(
+        "import glob, runpy\n"
+        "from airflow.providers.common.compat.sdk import DAG, Asset, ObjectStoragePath, Param, task",
+        f"for path in sorted(glob.glob({EXAMPLE_DAGS!r} + '/*.py')): runpy.run_path(path)",
+        [
+            "airflow_provider_wavespeed.hooks.wavespeed",
+            "aiohttp",
+            "wavespeed_emulator",
+            "airflow_provider_wavespeed.triggers.prediction",
+        ],
     )
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert output.strip().splitlines()[-1] == "[]"
+    assert loaded == []
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -23,6 +21,7 @@ from airflow_provider_wavespeed.triggers import prediction as trigger_module
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger, prediction_from_event
 from tests.conftest import TEST_API_KEY
 from tests.helpers.api_answers import envelope, prediction
+from tests.helpers.imports import modules_newly_imported
 from tests.scripted_api import Reply, ScriptedAPI
 
 RESULT_PATH = "/api/v3/predictions/req-1/result"
@@ -377,16 +376,12 @@ async def test_triggers_share_one_session_which_the_last_one_closes(api, sleeps)
 def test_the_trigger_module_imports_neither_the_hook_nor_aiohttp():
     # The triggerer imports it on the event loop when it loads the trigger; the heavy imports come in
     # run(), in a thread.
-    probe = (
-        "import sys\n"
-        "import airflow.triggers.base\n"
-        "before = {name for name in ('aiohttp', 'requests') if name in sys.modules}\n"
-        "import airflow_provider_wavespeed.triggers.prediction\n"
-        "loaded = {'aiohttp', 'requests', 'airflow_provider_wavespeed.hooks.wavespeed'} & set(sys.modules) - before\n"
-        "print(sorted(loaded))\n"
+    loaded = modules_newly_imported(
+        "import airflow.triggers.base",
+        "import airflow_provider_wavespeed.triggers.prediction",
+        ["aiohttp", "requests", "airflow_provider_wavespeed.hooks.wavespeed"],
     )
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert output.strip().splitlines()[-1] == "[]"
+    assert loaded == []
 
 
 async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_loop(api, sleeps, monkeypatch):
