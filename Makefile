@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_LINE ?= 3.3
 
-.PHONY: env demo bench soak test test-long test-matrix matrix-envs print-matrix lint typecheck lock docs check-package
+.PHONY: env demo bench soak test test-unit test-long test-matrix matrix-envs print-matrix lint typecheck lock docs check-package
 
 env:
 	AIRFLOW_LINE=$(AIRFLOW_LINE) VENV=$(VENV) scripts/bootstrap
@@ -27,6 +27,10 @@ soak: env
 
 test: env lint typecheck
 	$(PY) -m pytest -q -m "not long_running"
+
+# The inner loop: the unit tests alone (recorded answers, no Airflow started, no emulator).
+test-unit: env
+	$(PY) -m pytest -q tests/unit
 
 # Tests of minutes of wall time each, not part of make test: the real-Airflow outages (20 deferred and 5
 # worker-side lipsyncs through a full API outage, WAVESPEED_OUTAGE_SECONDS long, 180 by default) and the
