@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from devstack.airflow_stack import LocalAirflow
 from devstack.outages import run_through_outage
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.dags.e2e_outages import MAX_POLL_INTERVAL
+from tests.helpers.emulator_uploads import upload
 from wavespeed_emulator.outage import OutageMode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long_running, requires_api_server]
@@ -28,18 +28,6 @@ OUTAGE_SECONDS = float(os.environ.get("WAVESPEED_OUTAGE_SECONDS", "180"))
 DEFERRED, ON_WORKER = 20, 5
 # One check's own round trip (and the emulator reopening its socket) on a loaded two-core machine.
 CHECK_LATENCY_ALLOWANCE = 3.0
-
-
-def upload(emulator: Any, path: Path) -> str:
-    with path.open("rb") as file:
-        response = requests.post(
-            f"{emulator.base_url}/api/v3/media/upload/binary",
-            headers={"Authorization": f"Bearer {emulator.api_key}"},
-            files={"file": (path.name, file)},
-            timeout=60,
-        )
-    response.raise_for_status()
-    return str(response.json()["data"]["download_url"])
 
 
 @pytest.mark.parametrize("mode", [OutageMode.UNAVAILABLE, OutageMode.REFUSED])

@@ -19,7 +19,7 @@ import requests
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_3_PLUS
 from devstack.airflow_stack import LocalAirflow
 from tests.e2e.conftest import requires_api_server
-from tests.e2e.test_outages import upload
+from tests.helpers.emulator_uploads import upload
 from wavespeed_emulator import FaultConfig
 
 pytestmark = [
