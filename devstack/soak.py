@@ -48,7 +48,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import requests
 import sqlalchemy
 
 from devstack.airflow_stack import (
@@ -62,6 +61,7 @@ from devstack.airflow_stack import (
 )
 from devstack.clips import make_audio, make_video
 from devstack.soak_outage import OUTPUT_ENV, OutagePhase, OutagePhasePlan
+from devstack.uploads import upload
 from wavespeed_emulator import EmulatorConfig, FaultConfig, WaveSpeedEmulator
 from wavespeed_emulator.catalog import find_model
 from wavespeed_emulator.routes import Route
@@ -608,7 +608,8 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
         seed=seed,
     )
     with WaveSpeedEmulator.spawn(config) as emulator:
-        video_url, audio_url = _upload(emulator, media / "face.mp4"), _upload(emulator, media / "voice.wav")
+        # Uploaded once, before any fault is on: every task then passes the URL (with a query of its own).
+        video_url, audio_url = upload(emulator, media / "face.mp4"), upload(emulator, media / "voice.wav")
         pairs = [{"video": f"{video_url}?take={n}", "audio": f"{audio_url}?take={n}"} for n in range(scale.predictions)]
         model = find_model(LIPSYNC_MODEL)
         keys = [input_key(model.path, model.validate(pair)) for pair in pairs]
@@ -665,19 +666,6 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
         finally:
             airflow.stop()
     return report
-
-
-def _upload(emulator: Any, path: Path) -> str:
-    """Upload once, before any fault is on: every task then passes the URL (with a query of its own)."""
-    with path.open("rb") as file:
-        response = requests.post(
-            f"{emulator.base_url}/api/v3/media/upload/binary",
-            headers={"Authorization": f"Bearer {emulator.api_key}"},
-            files={"file": (path.name, file)},
-            timeout=60,
-        )
-    response.raise_for_status()
-    return str(response.json()["data"]["download_url"])
 
 
 def _drive(

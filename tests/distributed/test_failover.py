@@ -16,7 +16,8 @@ import pytest
 
 from devstack.airflow_stack import DISTRIBUTED, HARNESS_UNAVAILABLE, LocalAirflow
 from devstack.clips import make_audio, make_video
-from devstack.soak import DAG_ID, DAGS, LIPSYNC_MODEL, TASK_ID, MetadataReader, Strike, WorkerKiller, _upload
+from devstack.soak import DAG_ID, DAGS, LIPSYNC_MODEL, TASK_ID, MetadataReader, Strike, WorkerKiller
+from devstack.uploads import upload
 from tests.emulator_fixtures import fast_emulator_config
 from wavespeed_emulator import FaultConfig, WaveSpeedEmulator
 from wavespeed_emulator.catalog import find_model
@@ -51,7 +52,7 @@ def media_urls(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple
     media = tmp_path_factory.mktemp("media")
     make_video(media / "face.mp4", 1.0, width=160, height=120, fps=10)
     make_audio(media / "voice.wav", 1.0)
-    return _upload(emulator, media / "face.mp4"), _upload(emulator, media / "voice.wav")
+    return upload(emulator, media / "face.mp4"), upload(emulator, media / "voice.wav")
 
 
 @pytest.fixture(scope="module")

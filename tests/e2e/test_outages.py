@@ -17,9 +17,9 @@ import pytest
 
 from devstack.airflow_stack import LocalAirflow
 from devstack.outages import run_through_outage
+from devstack.uploads import upload
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.dags.e2e_outages import MAX_POLL_INTERVAL
-from tests.helpers.emulator_uploads import upload
 from wavespeed_emulator.outage import OutageMode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long_running, requires_api_server]

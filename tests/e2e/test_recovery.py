@@ -18,8 +18,8 @@ import requests
 
 from airflow_provider_wavespeed.version_compat import AIRFLOW_V_3_3_PLUS
 from devstack.airflow_stack import LocalAirflow
+from devstack.uploads import upload
 from tests.e2e.conftest import requires_api_server
-from tests.helpers.emulator_uploads import upload
 from wavespeed_emulator import FaultConfig
 
 pytestmark = [

@@ -1,11 +1,13 @@
-"""Media put into an emulator before a test's DAG runs, as a person would upload it by hand."""
+"""Media put into an emulator before a DAG runs, as a person would upload it by hand (the soak, the e2e tests)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def upload(emulator: Any, path: Path) -> str:
