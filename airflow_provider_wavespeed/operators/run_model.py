@@ -421,9 +421,10 @@ class WaveSpeedRunModelOperator(BaseOperator):
         self.quote = self._quote_within_limits(inputs)
         context["ti"].xcom_push(key=PRICE_XCOM_KEY, value=_quote_dict(self.quote))
 
+        # Checked once, before anything is recorded: a submit these checks refuse is never sent.
+        self.hook.check_submission(self.model, inputs, webhook=self.webhook)
         resubmits = RESUBMITS_PER_TRY if self.uncertain_submit == "resubmit" else 0
         while True:
-            self.hook.check_submission(self.model, inputs, webhook=self.webhook)
             # Written just before the request goes out, and replaced by the request id once it is answered:
             # if the answer is lost, or the worker dies before the id is recorded, the retry looks before
             # it pays again.
