@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devstack.outages import OutageRun, run_through_outage
+from devstack.outages import OutageRun, processing_through, run_through_outage
 from wavespeed_emulator.catalog import find_model
 from wavespeed_emulator.outage import OutageMode
 from wavespeed_emulator.stats import input_key
@@ -47,7 +47,8 @@ class OutagePhase(threading.Thread):
         super().__init__(name="soak-outage", daemon=True)
         self._airflow, self._emulator, self.plan = airflow, emulator, plan
         video, audio = media_urls
-        self.pairs = [{"video": f"{video}?outage_take={n}", "audio": audio} for n in range(plan.predictions)]
+        lasting = processing_through(plan.seconds)
+        self.pairs = [{"video": f"{video}?outage_take={n}&{lasting}", "audio": audio} for n in range(plan.predictions)]
         model = find_model("sync/lipsync-1.9.0-beta")
         self.keys = [input_key(model.path, model.validate(pair)) for pair in self.pairs]
         self.result: OutageRun | None = None

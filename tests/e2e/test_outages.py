@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.airflow_stack import LocalAirflow
-from devstack.outages import run_through_outage
+from devstack.outages import processing_through, run_through_outage
 from devstack.uploads import upload
 from tests.e2e.conftest import requires_api_server
 from tests.e2e.dags.e2e_outages import MAX_POLL_INTERVAL
@@ -36,7 +36,10 @@ def test_every_waiting_task_rides_out_a_full_outage_on_its_first_try(
 ):
     video, audio = upload(emulator, media / "interview.mp4"), upload(emulator, media / "interview.fr.wav")
     # A query of its own per task: a second submit by any task shows as a duplicate at the emulator.
-    pairs = [{"video": f"{video}?outage={mode}&take={n}", "audio": audio} for n in range(DEFERRED + ON_WORKER)]
+    lasting = processing_through(OUTAGE_SECONDS)
+    pairs = [
+        {"video": f"{video}?outage={mode}&take={n}&{lasting}", "audio": audio} for n in range(DEFERRED + ON_WORKER)
+    ]
     before = emulator.stats()
 
     run = run_through_outage(
