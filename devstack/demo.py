@@ -123,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         say(f"WaveSpeed emulator on {spawned.base_url}")
         say("Starting Airflow (database, api-server, scheduler, triggerer, dag-processor)")
-        airflow.start(on_wait=Heartbeat(started))
-        say(f"Airflow UI:   {airflow.url}  (login: {ADMIN_USER} / {airflow.admin_password})")
-        say(f"  up {time.monotonic() - started:.0f} s after the demo started; the DAGs run next")
+
+        def ui_is_up() -> None:
+            say(f"Airflow UI:   {airflow.url}  (login: {ADMIN_USER} / {airflow.admin_password})")
+            say(
+                f"  up {time.monotonic() - started:.0f} s after the demo started; the scheduler, triggerer and "
+                "dag-processor start now, then the DAGs run"
+            )
+
+        airflow.start(on_wait=Heartbeat(started), on_api_up=ui_is_up)
         airflow.create_connection(
             {
                 "connection_id": "wavespeed_default",
