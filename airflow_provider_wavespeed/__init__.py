@@ -13,11 +13,14 @@ __version__ = "0.1.0"
 # The connection form, declared as data so Airflow UIs that read provider metadata (conn-fields,
 # Airflow >= 3.2) and older ones that call WaveSpeedHook.get_ui_field_behaviour() show the same form.
 CONNECTION_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "login"],
+    # The port stays in the form: the Test button of Airflow 3.3.2's connection list refuses every
+    # connection without one (docs/connection.md), and the hook adds it to a Base URL that has none.
+    "hidden_fields": ["schema", "login"],
     "relabeling": {"password": "API Key", "host": "Base URL"},
     "placeholders": {
         "password": "Your WaveSpeed API key (wavespeed.ai/accesskey)",
         "host": "https://api.wavespeed.ai (default); http://127.0.0.1:8099 for the local emulator",
+        "port": "optional: 443 for https://api.wavespeed.ai",
         "extra": '{"connect_timeout": 10, "read_timeout": 60, "retry_limit": 5, "retry_delay": 1.0}',
     },
 }

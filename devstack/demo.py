@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pendulum
 
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 "conn_type": "wavespeed",
                 "description": "The local WaveSpeed emulator started by `make demo`",
                 "host": spawned.base_url,
+                # Stored as Airflow 3.3.2's Test button sends it (see docs/connection.md).
+                "port": urlsplit(spawned.base_url).port,
                 "password": spawned.api_key,
             }
         )

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -98,7 +99,14 @@ def airflow(emulator: Any, media: Path, tmp_path_factory: pytest.TempPathFactory
         stack.start()
         for connection_id, key in (("wavespeed_default", emulator.api_key), (WRONG_KEY_CONNECTION, WRONG_API_KEY)):
             stack.create_connection(
-                {"connection_id": connection_id, "conn_type": "wavespeed", "host": emulator.base_url, "password": key}
+                {
+                    "connection_id": connection_id,
+                    "conn_type": "wavespeed",
+                    "host": emulator.base_url,
+                    # Stored as Airflow 3.3.2's Test button sends it (see docs/connection.md).
+                    "port": urlsplit(emulator.base_url).port,
+                    "password": key,
+                }
             )
         yield stack
     finally:

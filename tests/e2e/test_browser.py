@@ -115,15 +115,16 @@ def test_the_connection_form_offers_wavespeed_with_its_labels(open_page: Any, ai
     page.screenshot(path=SCREENSHOTS / "connection-form.png", full_page=True)
 
 
-@pytest.mark.skip(
-    reason="not passing yet: clicking Test on the wavespeed_default row never showed 'Test Connection "
-    "Successful' within the wait in this harness; WaveSpeedHook.test_connection itself is unit-tested"
-)
 def test_the_connection_test_button_reports_success(open_page: Any, airflow: LocalAirflow):
     page = open_page()
     page.goto(f"{airflow.url}/connections", wait_until="domcontentloaded")
     row = page.get_by_role("row").filter(has_text="wavespeed_default")
-    row.get_by_role("button", name="Test Connection").click()
+    row.wait_for()
+    with page.expect_response(lambda response: response.url.endswith("/api/v2/connections/test")) as answer:
+        row.get_by_role("button", name="Test Connection").click()
+    result = answer.value.json()
+    sent = answer.value.request.post_data
+    assert answer.value.status == 200 and result.get("status") is True, f"the test of {sent} answered {result}"
     page.get_by_text("Test Connection Successful").first.wait_for()
     page.screenshot(path=SCREENSHOTS / "connection-test.png")
 

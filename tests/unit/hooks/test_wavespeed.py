@@ -49,6 +49,8 @@ def test_ui_field_behaviour_relabels_key_and_base_url():
     behaviour = WaveSpeedHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
     assert "login" in behaviour["hidden_fields"]
+    # Airflow 3.3.2's Test button refuses a connection without a port: the form must offer one.
+    assert "port" not in behaviour["hidden_fields"]
 
 
 # -- submit ----------------------------------------------------------------------------------------
