@@ -10,13 +10,17 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     WaveSpeedAPIError,
     WaveSpeedAuthError,
+    WaveSpeedInsufficientBalanceError,
     WaveSpeedMalformedResponseError,
     WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedUnavailableError,
 )
-from airflow_provider_wavespeed.models import Prediction, PredictionStatus, parse_envelope
+from airflow_provider_wavespeed.hooks.transport import is_retryable_error
+from airflow_provider_wavespeed.models import ModelPrice, Prediction, PredictionStatus, catalog_from_api, parse_envelope
+from tests.helpers.api_answers import BASE
+from tests.helpers.catalog import LIPSYNC
 
 URL = "https://api.wavespeed.test/api/v3/predictions/abc/result"
 
@@ -160,3 +164,81 @@ def test_odd_field_types_do_not_crash_parsing():
     assert prediction.result_url == ""
     assert prediction.inference_ms is None
     assert prediction.created_at is None
+
+
+# -- prices ----------------------------------------------------------------------------------------
+
+
+def test_a_price_answer_parses_with_and_without_its_optional_fields():
+    full = ModelPrice.from_api(
+        {"model_id": "m/x", "price": "0.2", "discounted_price": 0.15, "discount_rate": 25, "currency": "USD"},
+        model="m/x",
+        url=BASE,
+    )
+    assert (full.price, full.charged, full.discount_rate) == (0.2, 0.15, 25.0)
+    assert full.describe() == "0.1500 USD (list price 0.2000, 25% off)"
+    bare = ModelPrice.from_api({"price": 0.05}, model="m/x", url=BASE)
+    assert (bare.model, bare.charged, bare.currency) == ("m/x", 0.05, "USD")
+
+
+@pytest.mark.parametrize(
+    "data", [None, [], {"price": None}, {"price": "free"}, {"price": True}, {"price": float("nan")}]
+)
+def test_a_price_answer_without_a_number_is_malformed(data):
+    with pytest.raises(WaveSpeedMalformedResponseError, match="no numeric data.price|no object"):
+        ModelPrice.from_api(data, model="m/x", url=BASE)
+
+
+# -- the model catalog -----------------------------------------------------------------------------
+
+
+def test_the_catalog_lists_lipsync_with_its_documented_parameters():
+    assert LIPSYNC.required == ("video", "audio")
+    assert LIPSYNC.properties["sync_mode"]["enum"] == ["bounce", "loop", "cut_off", "silence", "remap"]
+    assert LIPSYNC.properties["sync_mode"]["default"] == "cut_off"
+    assert {name: spec["type"] for name, spec in LIPSYNC.properties.items()} == dict.fromkeys(
+        ("video", "audio", "sync_mode"), "string"
+    )
+
+
+def test_odd_catalog_entries_are_skipped_not_fatal():
+    models = catalog_from_api([{"model_id": "a/b"}, "junk", {"name": "no id"}], url=BASE)
+    assert [entry.model for entry in models] == ["a/b"]
+    assert models[0].required == () and models[0].properties == {}
+
+
+# -- refusals for lack of funds (which answers count is inferred: WaveSpeed documents none) --------
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body"),
+    [
+        (402, {"code": 402, "message": "Payment Required"}),
+        (200, {"code": 402, "message": "anything"}),
+        (400, {"code": 400, "message": "Insufficient balance"}),
+        (403, {"code": 403, "message": "Your balance is not enough, please top up"}),
+        (500, {"code": 500, "message": "insufficient_funds"}),
+        (400, {"code": 400, "message": "Not enough credits for this task"}),
+    ],
+)
+def test_a_refusal_that_says_the_balance_is_short_is_one_typed_error_never_retried(http_status, body):
+    with pytest.raises(WaveSpeedInsufficientBalanceError) as raised:
+        parse_envelope(http_status=http_status, body=json.dumps(body).encode(), url=f"{BASE}/api/v3/sync/x")
+
+    assert "Top up" in str(raised.value)
+    assert not is_retryable_error(raised.value, idempotent=False)
+    assert not is_retryable_error(raised.value, idempotent=True)
+
+
+@pytest.mark.parametrize(
+    ("http_status", "message", "error"),
+    [
+        (401, "Please top up to activate your key", WaveSpeedAuthError),
+        (500, "balance service unavailable", WaveSpeedServerError),
+        (403, "Account suspended", WaveSpeedAuthError),
+    ],
+)
+def test_other_refusals_keep_their_own_type(http_status, message, error):
+    body = json.dumps({"code": http_status, "message": message}).encode()
+    with pytest.raises(error):
+        parse_envelope(http_status=http_status, body=body, url=f"{BASE}/api/v3/sync/x")

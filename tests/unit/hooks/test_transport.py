@@ -28,6 +28,7 @@ from airflow_provider_wavespeed.exceptions import (
 from airflow_provider_wavespeed.hooks import transport
 from airflow_provider_wavespeed.hooks.transport import is_retryable_error
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.models import parse_envelope
 from tests.conftest import TEST_API_KEY
 from tests.helpers.api_answers import BASE, RESULT_URL, envelope, prediction
 from tests.scripted_api import Reply, ScriptedAPI
@@ -246,6 +247,41 @@ def test_the_sync_side_does_not_import_aiohttp():
     if loaded_by_airflow == "True":
         pytest.skip("this Airflow's own imports already load aiohttp")
     assert loaded_after_the_hook == "False"
+
+
+# -- which failures count as transient, for waits and for submits ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "read", "submit"),
+    [
+        (503, b'{"code": 503, "message": "Service Unavailable"}', WaveSpeedUnavailableError, True, True),
+        (503, b"<html>503</html>", WaveSpeedUnavailableError, True, True),
+        (200, b'{"code": 5003, "message": "Service Unavailable"}', WaveSpeedUnavailableError, True, True),
+        (429, b'{"code": 429, "message": "rate"}', WaveSpeedRateLimitError, True, True),
+        (500, b'{"code": 500, "message": "internal"}', WaveSpeedServerError, True, False),
+        (502, b"<html>Bad Gateway</html>", WaveSpeedServerError, True, False),
+        (504, b"<html>Gateway Time-out</html>", WaveSpeedServerError, True, False),
+        (200, b"<html>maintenance</html>", WaveSpeedMalformedResponseError, True, False),
+        (401, b'{"code": 401, "message": "Unauthorized"}', WaveSpeedAuthError, False, False),
+        (403, b'{"code": 403, "message": "Forbidden"}', WaveSpeedAuthError, False, False),
+        (404, b'{"code": 404, "message": "not found"}', WaveSpeedNotFoundError, False, False),
+        (400, b'{"code": 400, "message": "bad"}', WaveSpeedAPIError, False, False),
+    ],
+)
+def test_answers_are_classified_for_waits_and_for_submits(status, body, error, read, submit):
+    with pytest.raises(error) as raised:
+        parse_envelope(http_status=status, body=body, url="https://api.wavespeed.test/x")
+    assert type(raised.value) is error
+    assert is_retryable_error(raised.value) is read
+    assert is_retryable_error(raised.value, idempotent=False) is submit
+
+
+@pytest.mark.parametrize(("sent", "submit"), [(False, True), (True, False)])
+def test_a_connection_failure_is_transient_and_a_submit_repeats_only_if_it_never_went_out(sent, submit):
+    error = WaveSpeedConnectionError("refused", request_sent=sent)
+    assert is_retryable_error(error) is True
+    assert is_retryable_error(error, idempotent=False) is submit
 
 
 # -- the async side ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from airflow_provider_wavespeed.hooks import wavespeed as hook_module
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from tests.conftest import TEST_API_KEY
 from tests.helpers.api_answers import BASE, MODEL, RESULT_URL, envelope, prediction
+from tests.helpers.catalog import VIDEO_URL
 
 SUBMIT_URL = f"{BASE}/api/v3/{MODEL}"
 INPUTS = {"video": "https://media.test/v.mp4", "audio": "https://media.test/a.wav", "sync_mode": "cut_off"}
@@ -592,3 +593,32 @@ def test_balance_that_is_not_a_number_is_malformed(hook, requests_mock):
     requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": None}))
     with pytest.raises(WaveSpeedMalformedResponseError, match="balance"):
         hook.get_balance()
+
+
+# -- prices and the model catalog ------------------------------------------------------------------
+
+
+def test_get_price_posts_the_model_and_inputs(wavespeed_connection, requests_mock):
+    wavespeed_connection(host=BASE)
+    route = requests_mock.post(
+        f"{BASE}/api/v3/model/price", json=envelope({"model_id": "sync/x", "price": 0.3, "discounted_price": 0.27})
+    )
+
+    quote = WaveSpeedHook().get_price("sync/x", {"video": VIDEO_URL})
+
+    assert route.last_request.json() == {"model_id": "sync/x", "inputs": {"video": VIDEO_URL}}
+    assert quote.charged == 0.27
+
+
+def test_the_catalog_is_fetched_once_and_refreshed_once_for_a_model_it_lacks(wavespeed_connection, requests_mock):
+    wavespeed_connection(host=BASE)
+    listed = [{"model_id": "sync/lipsync-1.9.0-beta", "base_price": 0.025, "api_schema": {"api_schemas": [{}]}}]
+    route = requests_mock.get(f"{BASE}/api/v3/models", json=envelope(listed))
+    hook = WaveSpeedHook()
+
+    entry = hook.get_catalog_model("sync/lipsync-1.9.0-beta")
+    assert entry is not None and entry.base_price == 0.025
+    assert WaveSpeedHook().get_catalog_model("sync/lipsync-1.9.0-beta") is not None
+    assert route.call_count == 1, "cached for the process"
+    assert hook.get_catalog_model("sync/newer-model") is None
+    assert route.call_count == 2, "a model missing from the cached copy refreshes it once"

@@ -14,8 +14,10 @@ from airflow_provider_wavespeed.exceptions import (
     PredictionFailedError,
     PredictionWaitTimeoutError,
     WaveSpeedError,
+    WaveSpeedInputSchemaError,
     WaveSpeedNotFoundError,
 )
+from airflow_provider_wavespeed.models import CatalogModel
 from airflow_provider_wavespeed.operators.lipsync import (
     LipsyncOperator,
     WaveSpeedRunModelOperator,
@@ -25,6 +27,7 @@ from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
 from tests.helpers.airflow_context import StateStore, make_context, pushed
 from tests.helpers.api_answers import prediction
+from tests.helpers.catalog import AUDIO_URL, LIPSYNC
 from tests.helpers.wavespeed_tasks import AUDIO, MP4_HEADER, PRICE_FIELDS, VIDEO, lipsync, parsed, submitting
 
 # -- validation before anything is paid for -------------------------------------------------------
@@ -97,6 +100,27 @@ def test_inputs_that_render_to_a_string_are_explained(hook):
     operator.inputs = "not a dict"
     with pytest.raises(ValueError, match="render_template_as_native_obj"):
         operator.execute(make_context())
+
+
+# -- the catalog's input schema, checked before any upload, quote or submit -----------------------
+
+
+def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(hook, tmp_path):
+    local_video = tmp_path / "talk.mp4"
+    local_video.write_bytes(MP4_HEADER + b"\x00" * 64)
+    # The catalog's enum rules, not the provider's own list of modes: here it allows only cut_off.
+    only_cut_off = {**LIPSYNC.properties, "sync_mode": {"type": "string", "enum": ["cut_off"]}}
+    hook.get_catalog_model.return_value = CatalogModel(
+        model=LIPSYNC.model, request_schema={**LIPSYNC.request_schema, "properties": only_cut_off}
+    )
+    operator = LipsyncOperator(task_id="lipsync", video=str(local_video), audio=AUDIO_URL, sync_mode="bounce")
+
+    with pytest.raises(WaveSpeedInputSchemaError, match="'bounce' is not one of cut_off"):
+        operator.execute(make_context())
+
+    hook.upload.assert_not_called()
+    hook.get_price.assert_not_called()
+    hook.submit.assert_not_called()
 
 
 # -- submitting and waiting -----------------------------------------------------------------------
