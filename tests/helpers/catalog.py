@@ -1,4 +1,4 @@
-"""The model catalog as the emulator serves it, parsed, and the media URLs the tests give its models."""
+"""The model catalog as the emulator serves it, parsed."""
 
 from __future__ import annotations
 
@@ -11,5 +11,3 @@ from wavespeed_emulator.pricing import catalog
 CATALOG = {entry.model: entry for entry in catalog_from_api(catalog(EmulatorConfig(api_key="k")), url=BASE)}
 LIPSYNC = CATALOG["sync/lipsync-1.9.0-beta"]
 IMAGE = CATALOG["wavespeed-ai/z-image/turbo"]
-VIDEO_URL = "https://media.test/v.mp4"
-AUDIO_URL = "https://media.test/a.wav"

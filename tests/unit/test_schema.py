@@ -8,29 +8,30 @@ import pytest
 
 from airflow_provider_wavespeed.exceptions import WaveSpeedInputSchemaError
 from airflow_provider_wavespeed.schema import check_inputs
-from tests.helpers.catalog import AUDIO_URL, IMAGE, LIPSYNC, VIDEO_URL
+from tests.helpers.catalog import IMAGE, LIPSYNC
+from tests.helpers.wavespeed_tasks import AUDIO, VIDEO
 
 SCHEMA_CASES: list[tuple[str, Any, dict[str, Any], str | None, tuple[str, ...]]] = [
     # (id, catalog entry, inputs, field at fault or None, fragments of the error)
-    ("lipsync-ok", LIPSYNC, {"video": VIDEO_URL, "audio": AUDIO_URL, "sync_mode": "remap"}, None, ()),
-    ("lipsync-default-sync-mode", LIPSYNC, {"video": VIDEO_URL, "audio": AUDIO_URL}, None, ()),
-    ("lipsync-no-audio", LIPSYNC, {"video": VIDEO_URL}, "audio", ("'audio'", "is required and missing", "a string")),
-    ("lipsync-blank-video", LIPSYNC, {"video": " ", "audio": AUDIO_URL}, "video", ("'video'", "required")),
+    ("lipsync-ok", LIPSYNC, {"video": VIDEO, "audio": AUDIO, "sync_mode": "remap"}, None, ()),
+    ("lipsync-default-sync-mode", LIPSYNC, {"video": VIDEO, "audio": AUDIO}, None, ()),
+    ("lipsync-no-audio", LIPSYNC, {"video": VIDEO}, "audio", ("'audio'", "is required and missing", "a string")),
+    ("lipsync-blank-video", LIPSYNC, {"video": " ", "audio": AUDIO}, "video", ("'video'", "required")),
     (
         "lipsync-sync-mode-outside-enum",
         LIPSYNC,
-        {"video": VIDEO_URL, "audio": AUDIO_URL, "sync_mode": "stretch"},
+        {"video": VIDEO, "audio": AUDIO, "sync_mode": "stretch"},
         "sync_mode",
         ("'sync_mode'", "'stretch'", "bounce, loop, cut_off, silence, remap"),
     ),
     (
         "lipsync-sync-mode-wrong-type",
         LIPSYNC,
-        {"video": VIDEO_URL, "audio": AUDIO_URL, "sync_mode": 3},
+        {"video": VIDEO, "audio": AUDIO, "sync_mode": 3},
         "sync_mode",
         ("'sync_mode'", "= 3 is a integer", "takes a string"),
     ),
-    ("lipsync-video-wrong-type", LIPSYNC, {"video": ["a"], "audio": AUDIO_URL}, "video", ("= ['a'] is a array",)),
+    ("lipsync-video-wrong-type", LIPSYNC, {"video": ["a"], "audio": AUDIO}, "video", ("= ['a'] is a array",)),
     ("image-ok", IMAGE, {"prompt": "a cat", "seed": 7, "output_format": "webp"}, None, ()),
     ("image-integral-float-seed", IMAGE, {"prompt": "a cat", "seed": 7.0}, None, ()),
     ("image-no-prompt", IMAGE, {"seed": 1}, "prompt", ("'prompt'", "is required and missing")),
@@ -79,5 +80,5 @@ def test_media_inputs_not_uploaded_yet_are_checked_for_presence_only():
 
 
 def test_an_input_the_schema_does_not_list_passes_with_a_warning(caplog):
-    check_inputs(LIPSYNC, {"video": VIDEO_URL, "audio": AUDIO_URL, "sync_mod": "loop"})
+    check_inputs(LIPSYNC, {"video": VIDEO, "audio": AUDIO, "sync_mod": "loop"})
     assert "'sync_mod' is not in the catalog schema" in caplog.text

@@ -28,7 +28,7 @@ from airflow_provider_wavespeed.hooks import wavespeed as hook_module
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from tests.conftest import TEST_API_KEY
 from tests.helpers.api_answers import BASE, MODEL, RESULT_URL, envelope, prediction
-from tests.helpers.catalog import VIDEO_URL
+from tests.helpers.wavespeed_tasks import VIDEO
 
 SUBMIT_URL = f"{BASE}/api/v3/{MODEL}"
 INPUTS = {"video": "https://media.test/v.mp4", "audio": "https://media.test/a.wav", "sync_mode": "cut_off"}
@@ -604,9 +604,9 @@ def test_get_price_posts_the_model_and_inputs(wavespeed_connection, requests_moc
         f"{BASE}/api/v3/model/price", json=envelope({"model_id": "sync/x", "price": 0.3, "discounted_price": 0.27})
     )
 
-    quote = WaveSpeedHook().get_price("sync/x", {"video": VIDEO_URL})
+    quote = WaveSpeedHook().get_price("sync/x", {"video": VIDEO})
 
-    assert route.last_request.json() == {"model_id": "sync/x", "inputs": {"video": VIDEO_URL}}
+    assert route.last_request.json() == {"model_id": "sync/x", "inputs": {"video": VIDEO}}
     assert quote.charged == 0.27
 
 

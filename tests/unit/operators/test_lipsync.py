@@ -27,7 +27,7 @@ from airflow_provider_wavespeed.sensors.prediction import PredictionSensor
 from airflow_provider_wavespeed.triggers.prediction import PredictionTrigger
 from tests.helpers.airflow_context import StateStore, make_context, pushed
 from tests.helpers.api_answers import prediction
-from tests.helpers.catalog import AUDIO_URL, LIPSYNC
+from tests.helpers.catalog import LIPSYNC
 from tests.helpers.wavespeed_tasks import AUDIO, MP4_HEADER, PRICE_FIELDS, VIDEO, lipsync, parsed, submitting
 
 # -- validation before anything is paid for -------------------------------------------------------
@@ -113,7 +113,7 @@ def test_inputs_the_schema_refuses_fail_before_any_upload_quote_or_submit(hook, 
     hook.get_catalog_model.return_value = CatalogModel(
         model=LIPSYNC.model, request_schema={**LIPSYNC.request_schema, "properties": only_cut_off}
     )
-    operator = LipsyncOperator(task_id="lipsync", video=str(local_video), audio=AUDIO_URL, sync_mode="bounce")
+    operator = LipsyncOperator(task_id="lipsync", video=str(local_video), audio=AUDIO, sync_mode="bounce")
 
     with pytest.raises(WaveSpeedInputSchemaError, match="'bounce' is not one of cut_off"):
         operator.execute(make_context())
