@@ -439,20 +439,27 @@ class BaseWaveSpeedHook(BaseHook):
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         retry: bool = True,
-    ) -> Any:
-        """Send one API request (with retries unless ``retry`` is False) and return the envelope's ``data``."""
+        parse: Callable[..., _T],
+    ) -> _T:
+        """Send one API request (with retries unless ``retry`` is False) and return ``parse(data, url=url)``.
+
+        ``parse`` reads the envelope's ``data`` inside each attempt, so an answer whose envelope is
+        sound but whose ``data`` is garbled (a proxy's, or damaged on the way) is repeated like any
+        other malformed answer, when repeating is safe (:func:`is_retryable_error`).
+        """
         settings = self._client_settings()
         url = f"{settings.base_url}{path}"
 
-        def send_once() -> Any:
+        def send_once() -> _T:
             response = self._send(method, url, json=json_body, params=params, headers=settings.auth_headers())
-            return parse_envelope(
+            data = parse_envelope(
                 http_status=response.status_code,
                 body=response.content,
                 url=url,
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 key_source=settings.key_source,
             )
+            return parse(data, url=url)
 
         if not retry:
             return send_once()

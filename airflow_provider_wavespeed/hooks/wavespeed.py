@@ -17,6 +17,7 @@ import mimetypes
 import os
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -134,8 +135,9 @@ class WaveSpeedHook(BaseWaveSpeedHook):
         params = {"webhook": webhook} if webhook is not None else None
         submitted_at = pendulum.now("UTC")
         try:
-            data = self._call("POST", f"/api/v3/{model}", idempotent=False, json_body=body, params=params)
-            prediction = Prediction.from_api(data, url=f"{self.base_url}/api/v3/{model}")
+            prediction = self._call(
+                "POST", f"/api/v3/{model}", idempotent=False, json_body=body, params=params, parse=Prediction.from_api
+            )
         except WaveSpeedNotFoundError as error:
             raise _unknown_model(model, error) from error
         except (WaveSpeedConnectionError, WaveSpeedServerError, WaveSpeedMalformedResponseError) as error:
@@ -165,10 +167,9 @@ class WaveSpeedHook(BaseWaveSpeedHook):
         """
         path = _result_path(request_id)
         try:
-            data = self._call("GET", path, idempotent=True, retry=retry)
+            return self._call("GET", path, idempotent=True, retry=retry, parse=Prediction.from_api)
         except WaveSpeedNotFoundError as error:
             raise _unknown_prediction(request_id, error) from error
-        return Prediction.from_api(data, url=f"{self.base_url}{path}")
 
     def wait_for_prediction(
         self,
@@ -249,8 +250,7 @@ class WaveSpeedHook(BaseWaveSpeedHook):
             raise ValueError(f"page_size={page_size!r} must be between 1 and 100")
         filters = {"model": model, "status": status, "created_after": created_after}
         body = {"page": page, "page_size": page_size, **{k: v for k, v in filters.items() if v}}
-        data = self._call("POST", "/api/v3/predictions", idempotent=True, json_body=body)
-        return predictions_from_api(data, url=f"{self.base_url}/api/v3/predictions")
+        return self._call("POST", "/api/v3/predictions", idempotent=True, json_body=body, parse=predictions_from_api)
 
     # -- media ------------------------------------------------------------------------------------
 
@@ -276,8 +276,9 @@ class WaveSpeedHook(BaseWaveSpeedHook):
         content_type = mimetypes.guess_type(media.filename)[0]
         if content_type:
             ticket_body["content_type"] = content_type
-        data = self._call("POST", "/api/v3/media/uploads", idempotent=True, json_body=ticket_body)
-        ticket = UploadTicket.from_api(data, url=f"{settings.base_url}/api/v3/media/uploads")
+        ticket = self._call(
+            "POST", "/api/v3/media/uploads", idempotent=True, json_body=ticket_body, parse=UploadTicket.from_api
+        )
         shown_url = without_query(ticket.put_url)
         start = media.stream.tell()
 
@@ -378,8 +379,7 @@ class WaveSpeedHook(BaseWaveSpeedHook):
 
     def get_balance(self) -> float:
         """The account's balance in USD (``GET /api/v3/balance``)."""
-        data = self._call("GET", "/api/v3/balance", idempotent=True)
-        return balance_from_api(data, url=f"{self.base_url}/api/v3/balance")
+        return self._call("GET", "/api/v3/balance", idempotent=True, parse=balance_from_api)
 
     # -- cost and catalog -------------------------------------------------------------------------
 
@@ -392,10 +392,15 @@ class WaveSpeedHook(BaseWaveSpeedHook):
         _check_model_path(model)
         body = {"model_id": model, "inputs": _json_object(inputs, field="inputs")}
         try:
-            data = self._call("POST", "/api/v3/model/price", idempotent=True, json_body=body)
+            return self._call(
+                "POST",
+                "/api/v3/model/price",
+                idempotent=True,
+                json_body=body,
+                parse=partial(ModelPrice.from_api, model=model),
+            )
         except WaveSpeedNotFoundError as error:
             raise _unknown_model(model, error) from error
-        return ModelPrice.from_api(data, model=model, url=f"{self.base_url}/api/v3/model/price")
 
     def list_models(self, *, refresh: bool = False) -> list[CatalogModel]:
         """WaveSpeed's model catalog (``GET /api/v3/models``), reused for :data:`CATALOG_TTL_SECONDS`.
@@ -406,8 +411,7 @@ class WaveSpeedHook(BaseWaveSpeedHook):
         cached = _catalog_cache.get(base_url)
         if cached is not None and not refresh and time.monotonic() - cached[0] < CATALOG_TTL_SECONDS:
             return cached[1]
-        data = self._call("GET", "/api/v3/models", idempotent=True)
-        models = catalog_from_api(data, url=f"{base_url}/api/v3/models")
+        models = self._call("GET", "/api/v3/models", idempotent=True, parse=catalog_from_api)
         _catalog_cache[base_url] = (time.monotonic(), models)
         return models
 

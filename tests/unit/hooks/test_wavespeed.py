@@ -610,6 +610,21 @@ def test_get_price_posts_the_model_and_inputs(wavespeed_connection, requests_moc
     assert quote.charged == 0.27
 
 
+def test_a_read_whose_data_is_garbled_is_repeated_like_a_garbled_body(wavespeed_connection, requests_mock):
+    # A sound envelope around data WaveSpeed does not document (a proxy's, or damaged on the way):
+    # a read is repeated, where before the task failed before paying (seen in the soak).
+    wavespeed_connection(host=BASE)
+    listed = [{"model_id": "sync/lipsync-1.9.0-beta", "base_price": 0.025, "api_schema": {"api_schemas": [{}]}}]
+    models = requests_mock.get(f"{BASE}/api/v3/models", [{"json": envelope({"odd": 1})}, {"json": envelope(listed)}])
+    balance = requests_mock.get(
+        f"{BASE}/api/v3/balance", [{"json": envelope({"balance": "lots"})}, {"json": envelope({"balance": 2.5})}]
+    )
+
+    assert [entry.model for entry in WaveSpeedHook().list_models(refresh=True)] == ["sync/lipsync-1.9.0-beta"]
+    assert WaveSpeedHook().get_balance() == 2.5
+    assert (models.call_count, balance.call_count) == (2, 2)
+
+
 def test_the_catalog_is_fetched_once_and_refreshed_once_for_a_model_it_lacks(wavespeed_connection, requests_mock):
     wavespeed_connection(host=BASE)
     listed = [{"model_id": "sync/lipsync-1.9.0-beta", "base_price": 0.025, "api_schema": {"api_schemas": [{}]}}]
