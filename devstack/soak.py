@@ -15,7 +15,10 @@ On the submit route every fault strikes before the emulator accepts the request
 (``before_accept_routes``): a fault after acceptance is, for any client, indistinguishable from one
 before, and the provider then fails loudly rather than risk paying twice (tested on its own in
 ``tests/integration/test_retries_resume.py``), which "every prediction succeeds" cannot coexist
-with. Every other route keeps faults after acceptance half the time.
+with. Every other route keeps faults after acceptance half the time. Since the outage DAG below
+uses the same model at the same time, a lost submit answer leaves predictions in WaveSpeed's
+history that no task of the main run claims, so the main DAG runs with
+``uncertain_submit="resubmit"``; with faults only before acceptance, that never pays twice.
 
 Meanwhile a full API outage (every request 503, three minutes in the full soak) strikes while a
 second DAG's lipsync tasks with ``retries=0`` wait, and the main run's tasks with it
