@@ -196,7 +196,10 @@ class FaultInjector:
             and route not in self._config.before_accept_routes
         )
         self._stats.record_fault(
-            f"{kind}_{malformed}" if malformed else kind.value, route=route.value, after_accept=after_accept
+            f"{kind}_{malformed}" if malformed else kind.value,
+            route=route.value,
+            after_accept=after_accept,
+            prediction_id=request.match_info.get("prediction_id"),
         )
         accepted = await handler(request) if after_accept else None
         if kind is FaultKind.SLOW:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ class EmulatorStats:
         self._faults_after_accept = 0
         self._faults_by_route: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._faults_after_accept_by_route: Counter[str] = Counter()
+        self._fault_times_by_prediction: defaultdict[str, list[float]] = defaultdict(list)
         self._webhooks: list[WebhookDelivery] = []
 
     def record_response(self, route: str, status: str) -> None:
@@ -61,11 +63,14 @@ class EmulatorStats:
         submitted = self._submits.setdefault(input_key(model, inputs), _SubmittedInput(model))
         submitted.count += 1
 
-    def record_fault(self, kind: str, *, route: str, after_accept: bool) -> None:
+    def record_fault(self, kind: str, *, route: str, after_accept: bool, prediction_id: str | None = None) -> None:
+        """Count one fault; ``prediction_id``: the prediction the faulted request asked about, if any."""
         self._faults[kind] += 1
         self._faults_after_accept += after_accept
         self._faults_by_route[route][kind] += 1
         self._faults_after_accept_by_route[route] += after_accept
+        if prediction_id is not None:
+            self._fault_times_by_prediction[prediction_id].append(time.time())
 
     def record_webhook(self, delivery: WebhookDelivery) -> None:
         self._webhooks.append(delivery)
@@ -86,6 +91,9 @@ class EmulatorStats:
             "faults_after_accept": self._faults_after_accept,
             "faults_by_route": {route: dict(counts) for route, counts in self._faults_by_route.items()},
             "faults_after_accept_by_route": dict(self._faults_after_accept_by_route),
+            # When (Unix time) faults struck the requests about each prediction: what delayed a client
+            # in noticing its end, besides its own schedule.
+            "fault_times_by_prediction": {key: list(times) for key, times in self._fault_times_by_prediction.items()},
             "webhooks": {
                 **{outcome.value: outcomes[outcome] for outcome in WebhookOutcome},
                 "deliveries": [delivery.to_json() for delivery in self._webhooks],

@@ -254,3 +254,16 @@ def test_fault_config_round_trips_through_json() -> None:
     config = FaultConfig(rate_429=0.1, routes=("submit", "result"), malformed_kinds=("html",))
 
     assert FaultConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_stats_record_when_faults_struck_the_reads_of_each_prediction(api: Api, emulator: WaveSpeedEmulator) -> None:
+    prediction_id = api.submit_ok()["id"]
+    emulator.set_faults(FaultConfig(rate_503=1.0, routes=("result",)))
+    before = time.time()
+    assert api.get(f"/api/v3/predictions/{prediction_id}/result").status_code == 503
+    assert api.get(f"/api/v3/predictions/{prediction_id}/result").status_code == 503
+    emulator.set_faults(FaultConfig())
+
+    struck = emulator.stats()["fault_times_by_prediction"]
+    assert list(struck) == [prediction_id]
+    assert len(struck[prediction_id]) == 2 and all(before <= at <= time.time() for at in struck[prediction_id])
