@@ -43,8 +43,22 @@ class OutageRun:
     request_ids: dict[str, dict[int, str]] = field(default_factory=dict)
     detection_seconds: dict[str, float] = field(default_factory=dict)
     """request id -> seconds from the outage's end to the first read of its final status."""
+    faults_after_end: dict[str, int] = field(default_factory=dict)
+    """request id -> faults (the soak's, beside the outage) that struck its reads after the outage's end."""
     failed_checks_logged: int = 0
     """Task logs (one per task instance) that logged a failed status check during the outage."""
+
+    def noticed_late(self, max_poll_interval: float, allowance: float) -> dict[str, float]:
+        """Completions read later than one ``max_poll_interval`` after the outage's end (plus ``allowance``).
+
+        Each fault that struck a prediction's reads after the end costs its wait one more backoff
+        step, itself never longer than ``max_poll_interval``, so each adds one to the bound.
+        """
+        return {
+            request_id: round(delay, 1)
+            for request_id, delay in self.detection_seconds.items()
+            if delay > max_poll_interval * (1 + self.faults_after_end.get(request_id, 0)) + allowance
+        }
 
     def summary(self) -> str:
         delays = sorted(self.detection_seconds.values())
@@ -188,10 +202,12 @@ def _collect(airflow: LocalAirflow, emulator: Any, dag_id: str, report: OutageRu
         report.request_ids.setdefault(task_id, {})[index] = str(entry["value"])
         log = _retried(partial(airflow.task_log, dag_id, report.run_id, task_id, try_number=1, map_index=index))
         report.failed_checks_logged += "Status check of WaveSpeed prediction" in log
-    predictions = emulator.stats()["predictions"]
+    stats = emulator.stats()
     ends_at = float(report.outage["ends_at"])
     for ids in report.request_ids.values():
         for request_id in ids.values():
-            seen = (predictions.get(request_id) or {}).get("first_final_read_at")
+            seen = (stats["predictions"].get(request_id) or {}).get("first_final_read_at")
             if seen is not None:
                 report.detection_seconds[request_id] = float(seen) - ends_at
+                struck = stats["fault_times_by_prediction"].get(request_id, [])
+                report.faults_after_end[request_id] = sum(1 for at in struck if ends_at <= at <= float(seen))

@@ -657,11 +657,11 @@ def run_soak(scale: Scale, workdir: Path, *, seed: int = 6) -> Report:
             report.wall_seconds = time.monotonic() - started
             report.worker_kills = killer.kills
             print(f"  worker-kill candidates missed before the hits: {killer.misses[:10]}", flush=True)
-            _collect(airflow, reader, emulator, run_id, report, emulator_data, output)
-            stats = emulator.stats()
-            report.outage_problems, report.outage_rows = outage.failures(stats, outage_output), outage.rows()
             # The main run's figures are its own: the outage DAG's predictions are counted by the phase.
             outage_ids = set((outage.result.request_ids.get("lipsync", {}) if outage.result else {}).values())
+            _collect(airflow, reader, emulator, run_id, report, emulator_data, output, others=outage_ids)
+            stats = emulator.stats()
+            report.outage_problems, report.outage_rows = outage.failures(stats, outage_output), outage.rows()
             report.submits -= outage.submits(stats)
             report.predictions_created -= len(outage_ids & set(stats["predictions"]))
             _rerun(airflow, emulator, run_id, scale, report, output)
@@ -761,6 +761,7 @@ def _collect(
     report: Report,
     emulator_data: Path,
     output: Path,
+    others: set[str],
 ) -> None:
     instances = reader.task_instances(run_id)
     report.states = dict(Counter(str(ti["state"]) for ti in instances.values()))
@@ -779,7 +780,7 @@ def _collect(
     expected = {
         prediction_id: next((emulator_data / "media" / "outputs" / prediction_id).glob("*"), None)
         for prediction_id, prediction in stats["predictions"].items()
-        if prediction["status"] == "completed"
+        if prediction["status"] == "completed" and prediction_id not in others
     }
     # Each output's provenance record and the directory's index sit beside the outputs.
     present = {path.name: path for path in output.iterdir() if not path.name.endswith(".wavespeed.json")}

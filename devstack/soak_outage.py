@@ -94,11 +94,7 @@ class OutagePhase(threading.Thread):
         stored = {path.stem for path in output.iterdir()} if output.exists() else set()
         if len(request_ids) != n or not request_ids <= stored:
             problems.append(f"outage phase: outputs missing for {sorted(request_ids - stored)}")
-        late = {
-            request_id: round(delay, 1)
-            for request_id, delay in run.detection_seconds.items()
-            if delay > MAX_POLL_INTERVAL + CHECK_LATENCY_ALLOWANCE
-        }
+        late = run.noticed_late(MAX_POLL_INTERVAL, CHECK_LATENCY_ALLOWANCE)
         if late or set(run.detection_seconds) != request_ids:
             problems.append(f"outage phase: completions noticed late after the outage: {late}")
         return problems
@@ -109,6 +105,8 @@ class OutagePhase(threading.Thread):
             return [("full API outage (retries=0)", f"did not complete: {self.error!r}")]
         delays = sorted(run.detection_seconds.values())
         detection = f"{delays[0]:.1f}-{delays[-1]:.1f} s" if delays else "none measured"
+        struck = sum(1 for count in run.faults_after_end.values() if count)
+        detection += f"; {struck} met one of the soak's faults after the end"
         succeeded = sum(1 for state in run.states.get(TASK_ID, {}).values() if state == "success")
         return [
             (
