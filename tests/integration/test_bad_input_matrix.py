@@ -464,7 +464,8 @@ MATRIX = [
         poll(),
         WaveSpeedMalformedResponseError,
         ("no prediction id ('data.id' is None)", "retry later"),
-        calls={"result": 1},
+        # A read of a garbled answer is repeated, like any malformed answer, then fails.
+        calls={"result": 1 + RETRY_LIMIT},
         faults=poll_faults(rate_malformed=1.0, malformed_kinds=("missing_id",)),
         waits_for_a_prediction=True,
     ),
