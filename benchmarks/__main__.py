@@ -22,6 +22,7 @@ from typing import Any
 from benchmarks.harness import (
     RESULTS_FILE,
     SectionResult,
+    compile_bytecode,
     git_commit,
     git_tree_is_dirty,
     isolated_airflow_home,
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[SectionResult] = []
     sections: dict[str, Any] = {}
+    if not args.smoke:
+        print(f"[bench] bytecode compiled in {compile_bytecode():.0f} s", file=sys.stderr, flush=True)
     with isolated_airflow_home():
         for key in selected:
             print(f"[bench] {key} ...", file=sys.stderr, flush=True)
