@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -117,8 +118,11 @@ with DAG(
     if AIRFLOW_V_3_1_PLUS:
         from airflow_provider_wavespeed.operators.approval import WaveSpeedSpendApprovalOperator
 
-        # Passes the dubs on once a person approved a spend over budget (at once within it).
-        approve_spend = WaveSpeedSpendApprovalOperator(task_id="approve_spend", budget_task_id="quote_dubs")
+        # Passes the dubs on once a person approved a spend over budget (at once within it). Its
+        # retry asks again if Airflow 3.3 loses an answer given within seconds of the question.
+        approve_spend = WaveSpeedSpendApprovalOperator(
+            task_id="approve_spend", budget_task_id="quote_dubs", retries=1, retry_delay=timedelta(seconds=10)
+        )
         quote_dubs >> approve_spend
         dubs = approve_spend.output
 

@@ -26,7 +26,8 @@ class WaveSpeedSpendApprovalOperator(ApprovalOperator):
     ``ask_approval_over_budget`` set) and the WaveSpeed tasks, and map those over its output: it
     returns the budget task's predictions once approved (or within budget). A mapped task is
     expanded as soon as the task it maps over has run, so mapping over the budget task itself
-    would leave nothing for a Reject to skip.
+    would leave nothing for a Reject to skip. Give it a retry: Airflow 3.3 can fail the try that
+    an early answer resumes, and a retry asks again (docs/cost.md).
 
     :param budget_task_id: the ``WaveSpeedBudgetOperator`` whose quote is to be approved.
     :param subject: the headline shown in the Airflow UI's Required Actions.
@@ -54,6 +55,12 @@ class WaveSpeedSpendApprovalOperator(ApprovalOperator):
                 cost["currency"],
             )
             return self._approved_predictions(context)
+        if context["ti"].try_number > 1:
+            self.log.warning(
+                "Asking again: the previous try of this task ended without an answer reaching it. On "
+                "Airflow 3.3 an answer given within seconds of the question can be lost (the scheduler "
+                "fails the resumed try as a 'state mismatch'); nothing was submitted or paid for."
+            )
         self.body = spend_summary(cost)
         return super().execute(context)
 
