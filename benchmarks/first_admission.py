@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.harness import (
     ChildProcess,
+    GcPauses,
     LoopLagMonitor,
     SectionResult,
     Table,
@@ -104,12 +105,14 @@ def _section(samples: dict[str, list[dict[str, Any]]], scale: Scale, wall: float
     max_ms = {variant: median(s["lag"]["max"] for s in runs) * 1000 for variant, runs in samples.items()}
     p99_ms = {variant: median(s["lag"]["p99"] for s in runs) * 1000 for variant, runs in samples.items()}
     event_ms = {variant: median(s["event_seconds"] for s in runs) * 1000 for variant, runs in samples.items()}
+    full_gc_ms = {variant: median(s["gc"]["full_max_ms"] for s in runs) for variant, runs in samples.items()}
     baseline = ON_THE_LOOP
     table = Table(
         [
             "first admission",
             f"max loop lag, median of {scale.interpreters} (vs baseline)",
             "loop lag p99",
+            "longest full garbage collection, median",
             "admission to event",
             "events",
         ]
@@ -120,6 +123,7 @@ def _section(samples: dict[str, list[dict[str, Any]]], scale: Scale, wall: float
                 LABELS[variant],
                 vs(max_ms[variant], max_ms[baseline], "ms", 1),
                 fmt(p99_ms[variant], "ms", 1),
+                fmt(full_gc_ms[variant], "ms", 0),
                 fmt(event_ms[variant], "ms", 0),
                 ", ".join(sorted({str(s["status"]) for s in runs})),
             ]
@@ -134,7 +138,8 @@ def _section(samples: dict[str, list[dict[str, Any]]], scale: Scale, wall: float
             f"{PROBE_PERIOD * 1000:g} ms; then, on the loop, as Airflow's TriggerRunner admits a trigger: import "
             f"{TRIGGER_MODULE}, create a PredictionTrigger for a prediction the emulator has completed, and "
             "consume run() to its event. Loop lag = how late the probe woke, from the admission to the event "
-            f"(the baseline row imports {' and '.join(HOOK_MODULES)} on the loop at the admission, before run())."
+            f"(the baseline row imports {' and '.join(HOOK_MODULES)} on the loop at the admission, before run()). "
+            "The longest full garbage collection is the longest generation-2 collection in that span (gc.callbacks)."
         ),
         table=table,
         targets=[
@@ -142,12 +147,18 @@ def _section(samples: dict[str, list[dict[str, Any]]], scale: Scale, wall: float
                 f"the first admission pauses the loop for at most {LAG_BUDGET_MS:g} ms (section 1's budget)",
                 f"max {fmt(shipped, 'ms', 1)}, vs {fmt(max_ms[baseline], 'ms', 1)} when importing on the loop",
                 shipped <= LAG_BUDGET_MS,
+                why=(
+                    f"a full garbage collection of the triggerer's heap, set off by the import's allocations, "
+                    f"stopped every thread for {fmt(full_gc_ms[SHIPPED], 'ms', 0)} (median); the import itself runs "
+                    "off the loop. Section 1's notes say why a provider leaves the collector alone"
+                ),
             ),
         ],
         figures={
             "max_lag_ms": max_ms,
             "p99_lag_ms": p99_ms,
             "admission_to_event_ms": event_ms,
+            "longest_full_gc_ms": full_gc_ms,
             "max_lag_ratio_to_baseline": shipped / max_ms[baseline] if max_ms[baseline] else None,
             "samples": samples,
         },
@@ -164,20 +175,21 @@ async def _admit_first_trigger(variant: str, request_id: str) -> dict[str, Any]:
     await asyncio.sleep(0.05)  # the probe settles before the admission
     lag.lags.clear()
     admitted = time.perf_counter()
-    if variant == ON_THE_LOOP:
-        for module in HOOK_MODULES:
-            importlib.import_module(module)
-    trigger_class = importlib.import_module(TRIGGER_MODULE).PredictionTrigger
-    now = time.time()
-    trigger = trigger_class(
-        request_id=request_id, end_time=now + 60, submitted_at=now, wavespeed_conn_id=CONN_ID, poll_interval=0.2
-    )
-    status = "no event"
-    async for event in trigger.run():
-        status = str(event.payload["status"])
+    with GcPauses() as gc_pauses:
+        if variant == ON_THE_LOOP:
+            for module in HOOK_MODULES:
+                importlib.import_module(module)
+        trigger_class = importlib.import_module(TRIGGER_MODULE).PredictionTrigger
+        now = time.time()
+        trigger = trigger_class(
+            request_id=request_id, end_time=now + 60, submitted_at=now, wavespeed_conn_id=CONN_ID, poll_interval=0.2
+        )
+        status = "no event"
+        async for event in trigger.run():
+            status = str(event.payload["status"])
     event_seconds = time.perf_counter() - admitted
     lags = await lag.stop()
-    return {"status": status, "event_seconds": event_seconds, "lag": spread(lags)}
+    return {"status": status, "event_seconds": event_seconds, "lag": spread(lags), "gc": gc_pauses.summary()}
 
 
 def child_main(variant: str) -> None:
