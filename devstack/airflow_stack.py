@@ -468,6 +468,10 @@ class LocalAirflow:
         entry = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
         return entry["value"]
 
+    def component_log(self, component: str) -> str:
+        """One component's log (``scheduler``, ``triggerer``, ...), as far as it is written."""
+        return (self.home / "logs" / f"{component}.log").read_text(errors="replace")
+
     def component_logs(self) -> str:
         """Every component's log, for a failure message or a secret-leak check."""
         return "\n".join(path.read_text(errors="replace") for path in sorted((self.home / "logs").rglob("*.log")))
@@ -490,7 +494,7 @@ class LocalAirflow:
     def _check_components_alive(self) -> None:
         for component, process in self.processes.items():
             if process.poll() is not None:
-                log = (self.home / "logs" / f"{component}.log").read_text(errors="replace")
+                log = self.component_log(component)
                 raise RuntimeError(f"Airflow {component} exited with {process.returncode}:\n{log[-3000:]}")
 
     def _wait_until(

@@ -31,7 +31,7 @@ def states(airflow: LocalAirflow, run_id: str) -> dict[tuple[str, int], str]:
 def scheduler_has_seen_the_pause(airflow: LocalAirflow, run_id: str) -> bool:
     """Whether the scheduler has processed the executor's report that the pausing try exited."""
     finished = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve_spend, run_id={run_id},"
-    return finished in (airflow.home / "logs" / "scheduler.log").read_text(errors="replace")
+    return finished in airflow.component_log("scheduler")
 
 
 def wait_for_the_question(airflow: LocalAirflow, run_id: str, timeout: float = 180.0) -> None:
