@@ -44,18 +44,26 @@ EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _hook_class: type[WaveSpeedHook] | None = None
 """WaveSpeedHook once imported: the first trigger of the process imports it, later ones reuse it."""
 
+_hook_import: asyncio.Future[type[WaveSpeedHook]] | None = None
+"""The import in progress, which every trigger admitted meanwhile awaits."""
+
 
 async def _wavespeed_hook_class() -> type[WaveSpeedHook]:
     """WaveSpeedHook, imported with aiohttp in a thread the first time.
 
     Importing them takes long enough to stall the triggerer's loop, and with it every trigger of the
-    deployment, at the first admission after each triggerer start. Triggers admitted while the
-    import runs wait for it in threads of their own (Python's import lock serialises them), never on
-    the loop.
+    deployment, at the first admission after each triggerer start. A triggerer admits hundreds of
+    triggers before that import ends; they all await the one thread doing it, rather than each
+    queueing a thread of its own, whose hand-offs cost the loop CPU. A failed import is tried again
+    by the next trigger.
     """
-    global _hook_class
-    if _hook_class is None:
-        _hook_class = await asyncio.to_thread(_import_hook_class)
+    global _hook_class, _hook_import
+    if _hook_class is not None:
+        return _hook_class
+    if _hook_import is None or _hook_import.done() or _hook_import.get_loop() is not asyncio.get_running_loop():
+        _hook_import = asyncio.ensure_future(asyncio.to_thread(_import_hook_class))
+    # Shielded: a trigger cancelled while waiting must not cancel the import the others wait for.
+    _hook_class = await asyncio.shield(_hook_import)
     return _hook_class
 
 

@@ -387,6 +387,7 @@ def test_the_trigger_module_imports_neither_the_hook_nor_aiohttp():
 async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_loop(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
+    monkeypatch.setattr(trigger_module, "_hook_import", None)
     loop_thread = threading.get_ident()
     importing_threads: list[int] = []
     import_hook_class = trigger_module._import_hook_class
@@ -401,3 +402,45 @@ async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_l
 
     (importing_thread,) = importing_threads  # once per process
     assert importing_thread != loop_thread
+
+
+async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps, monkeypatch):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    monkeypatch.setattr(trigger_module, "_hook_class", None)
+    monkeypatch.setattr(trigger_module, "_hook_import", None)
+    import_started = threading.Event()
+    release_import = threading.Event()
+    import_hook_class = trigger_module._import_hook_class
+    imports: list[int] = []
+
+    def slow_import():
+        imports.append(threading.get_ident())
+        import_started.set()
+        release_import.wait(timeout=10)
+        return import_hook_class()
+
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=slow_import):
+        waits = [asyncio.ensure_future(only_event(make_trigger())) for _ in range(20)]
+        await asyncio.to_thread(import_started.wait, 10)
+        await asyncio.sleep(0)
+        waits[0].cancel()  # a trigger cancelled mid-import leaves the import to the others
+        release_import.set()
+        results = await asyncio.gather(*waits, return_exceptions=True)
+
+    assert len(imports) == 1
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert [event["status"] for event in results[1:]] == ["success"] * 19
+
+
+async def test_a_failed_hook_import_is_tried_again_by_the_next_trigger(api, sleeps, monkeypatch):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    monkeypatch.setattr(trigger_module, "_hook_class", None)
+    monkeypatch.setattr(trigger_module, "_hook_import", None)
+    import_hook_class = trigger_module._import_hook_class
+
+    with mock.patch.object(
+        trigger_module, "_import_hook_class", side_effect=[ImportError("aiohttp is not installed"), import_hook_class()]
+    ):
+        with pytest.raises(ImportError, match="aiohttp is not installed"):
+            await only_event(make_trigger())
+        assert (await only_event(make_trigger()))["status"] == "success"
