@@ -429,7 +429,7 @@ async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps,
 
     assert len(imports) == 1
     assert isinstance(results[0], asyncio.CancelledError)
-    assert [event["status"] for event in results[1:]] == ["success"] * 19
+    assert [event["status"] if isinstance(event, dict) else event for event in results[1:]] == ["success"] * 19
 
 
 async def test_a_failed_hook_import_is_tried_again_by_the_next_trigger(api, sleeps, monkeypatch):
