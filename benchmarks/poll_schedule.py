@@ -104,6 +104,19 @@ class Outcome:
     delay: float
 
 
+class VirtualSleepAsyncio:
+    """asyncio as the trigger module sees it: ``sleep`` on the virtual clock, the rest the real module.
+
+    Only ``sleep`` is replaced, so the trigger can use any other part of asyncio unchanged.
+    """
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.sleep = clock.sleep
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+
 class Simulator:
     """Runs the real trigger, one prediction at a time, on the virtual clock."""
 
@@ -121,11 +134,7 @@ class Simulator:
         silent.disabled = True
         self._patches.enter_context(mock.patch.object(trigger_module.PredictionTrigger, "log", silent))
         self._patches.enter_context(mock.patch.object(trigger_module, "time", SimpleNamespace(time=self.clock.time)))
-        self._patches.enter_context(
-            mock.patch.object(
-                trigger_module, "asyncio", SimpleNamespace(sleep=self.clock.sleep, to_thread=asyncio.to_thread)
-            )
-        )
+        self._patches.enter_context(mock.patch.object(trigger_module, "asyncio", VirtualSleepAsyncio(self.clock)))
         # A bound method on the class: every hook the trigger creates asks this fake.
         self._patches.enter_context(mock.patch.object(WaveSpeedHook, "aget_prediction", self.api.aget_prediction))
         return self
