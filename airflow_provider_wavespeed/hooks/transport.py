@@ -83,6 +83,10 @@ _KNOWN_EXTRAS = frozenset({"connect_timeout", "read_timeout", "retry_limit", "re
 
 _T = TypeVar("_T")
 
+_logged_sources: set[tuple[str, str, str]] = set()
+"""Where the key and the API came from, for each answer this process has logged: each is logged once,
+however many hooks resolve it. A triggerer resolves one per trigger, thousands after a restart."""
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -360,8 +364,11 @@ class BaseWaveSpeedHook(BaseHook):
             )
             extras = connection.extra_dejson
         mask_secret(api_key)
-        # Where the key and the API come from, never the key itself.
-        log.info("WaveSpeed API key from %s; API %s from %s", key_source, base_url, base_url_source)
+        sources = (key_source, base_url, base_url_source)
+        if sources not in _logged_sources:
+            _logged_sources.add(sources)
+            # Where the key and the API come from, never the key itself.
+            log.info("WaveSpeed API key from %s; API %s from %s", *sources)
         unknown = sorted(set(extras) - _KNOWN_EXTRAS)
         if unknown:
             log.warning(

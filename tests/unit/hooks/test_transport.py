@@ -93,6 +93,7 @@ def test_connection_without_key_says_where_to_put_it(wavespeed_connection):
 
 def test_missing_default_connection_falls_back_to_the_sdk_environment_variable(monkeypatch, requests_mock, caplog):
     caplog.set_level(logging.INFO, logger=transport.__name__)
+    monkeypatch.setattr(transport, "_logged_sources", set())
     monkeypatch.setenv("WAVESPEED_API_KEY", "env-key-123456")
     monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:1234")
     requests_mock.get("http://127.0.0.1:1234/api/v3/balance", json=envelope({"balance": 1}))
@@ -117,8 +118,9 @@ def test_a_mistyped_connection_id_fails_naming_it_and_never_uses_the_environment
     assert not requests_mock.called
 
 
-def test_the_hook_logs_where_its_key_and_base_url_came_from_never_the_key(hook, requests_mock, caplog):
+def test_the_hook_logs_where_its_key_and_base_url_came_from_never_the_key(hook, requests_mock, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger=transport.__name__)
+    monkeypatch.setattr(transport, "_logged_sources", set())
     requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
 
     hook.get_balance()
@@ -127,6 +129,26 @@ def test_the_hook_logs_where_its_key_and_base_url_came_from_never_the_key(hook, 
     assert "the password (API Key) of the WaveSpeed connection 'wavespeed_default'" in source
     assert f"API {BASE} from the host of the WaveSpeed connection 'wavespeed_default'" in source
     assert TEST_API_KEY not in source
+
+
+def test_the_sources_of_a_connection_are_logged_once_per_process_however_many_hooks_resolve_them(
+    wavespeed_connection, requests_mock, caplog, monkeypatch
+):
+    caplog.set_level(logging.INFO, logger=transport.__name__)
+    monkeypatch.setattr(transport, "_logged_sources", set())
+    requests_mock.get(f"{BASE}/api/v3/balance", json=envelope({"balance": 1}))
+    requests_mock.get("http://127.0.0.1:1234/api/v3/balance", json=envelope({"balance": 1}))
+    wavespeed_connection()
+
+    for _ in range(3):  # as a triggerer resolves the connection once per trigger
+        WaveSpeedHook().get_balance()
+    wavespeed_connection(host="http://127.0.0.1:1234")  # the connection edited: its new API is news
+    WaveSpeedHook().get_balance()
+
+    sources = [record.getMessage() for record in caplog.records if "API key from" in record.getMessage()]
+    assert len(sources) == 2
+    assert f"API {BASE} from" in sources[0]
+    assert "API http://127.0.0.1:1234 from" in sources[1]
 
 
 def test_missing_connection_and_variable_explains_both_ways():
