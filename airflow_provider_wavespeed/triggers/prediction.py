@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -44,8 +45,8 @@ EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _hook_class: type[WaveSpeedHook] | None = None
 """WaveSpeedHook once imported: the first trigger of the process imports it, later ones reuse it."""
 
-_hook_import: asyncio.Future[type[WaveSpeedHook]] | None = None
-"""The import in progress, which every trigger admitted meanwhile awaits."""
+_import_turnstiles: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+"""Per event loop (an asyncio lock belongs to one): the triggers waiting for the hook's import."""
 
 
 async def _wavespeed_hook_class() -> type[WaveSpeedHook]:
@@ -53,17 +54,19 @@ async def _wavespeed_hook_class() -> type[WaveSpeedHook]:
 
     Importing them takes long enough to stall the triggerer's loop, and with it every trigger of the
     deployment, at the first admission after each triggerer start. A triggerer admits hundreds of
-    triggers before that import ends; they all await the one thread doing it, rather than each
-    queueing a thread of its own, whose hand-offs cost the loop CPU. A failed import is tried again
-    by the next trigger.
+    triggers before that import ends. They queue on a lock, which the importing trigger holds: they
+    neither queue an import thread each (their hand-offs cost the loop CPU), nor all start together
+    when it ends (their first polls' set-up would then run in one loop step, long enough to stall
+    it). The lock wakes one waiter per loop step, so they start one per step, as they were admitted.
+    If the import fails or its trigger is cancelled, the next waiter imports.
     """
-    global _hook_class, _hook_import
+    global _hook_class
     if _hook_class is not None:
         return _hook_class
-    if _hook_import is None or _hook_import.done() or _hook_import.get_loop() is not asyncio.get_running_loop():
-        _hook_import = asyncio.ensure_future(asyncio.to_thread(_import_hook_class))
-    # Shielded: a trigger cancelled while waiting must not cancel the import the others wait for.
-    _hook_class = await asyncio.shield(_hook_import)
+    turnstile = _import_turnstiles.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with turnstile:
+        if _hook_class is None:
+            _hook_class = await asyncio.to_thread(_import_hook_class)
     return _hook_class
 
 

@@ -387,7 +387,6 @@ def test_the_trigger_module_imports_neither_the_hook_nor_aiohttp():
 async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_loop(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
-    monkeypatch.setattr(trigger_module, "_hook_import", None)
     loop_thread = threading.get_ident()
     importing_threads: list[int] = []
     import_hook_class = trigger_module._import_hook_class
@@ -407,7 +406,6 @@ async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_l
 async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
-    monkeypatch.setattr(trigger_module, "_hook_import", None)
     import_started = threading.Event()
     release_import = threading.Event()
     import_hook_class = trigger_module._import_hook_class
@@ -423,19 +421,51 @@ async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps,
         waits = [asyncio.ensure_future(only_event(make_trigger())) for _ in range(20)]
         await asyncio.to_thread(import_started.wait, 10)
         await asyncio.sleep(0)
-        waits[0].cancel()  # a trigger cancelled mid-import leaves the import to the others
+        waits[5].cancel()  # a trigger cancelled while it waits for the import leaves the others waiting
         release_import.set()
         results = await asyncio.gather(*waits, return_exceptions=True)
 
     assert len(imports) == 1
-    assert isinstance(results[0], asyncio.CancelledError)
-    assert [event["status"] if isinstance(event, dict) else event for event in results[1:]] == ["success"] * 19
+    assert isinstance(results[5], asyncio.CancelledError)
+    others = results[:5] + results[6:]
+    assert [event["status"] if isinstance(event, dict) else event for event in others] == ["success"] * 19
+
+
+async def test_triggers_admitted_during_the_import_start_one_per_loop_step_after_it(api, sleeps, monkeypatch):
+    """All starting in the step the import ends would run every first poll's set-up in that one step."""
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    monkeypatch.setattr(trigger_module, "_hook_class", None)
+    loop = asyncio.get_running_loop()
+    step = 0
+
+    def count_steps() -> None:
+        nonlocal step
+        step += 1
+        loop.call_soon(count_steps)  # runs once in every step of the loop
+
+    started_in_step: list[int] = []
+    hook_class = trigger_module._import_hook_class()
+
+    class RecordingHook(hook_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            started_in_step.append(step)
+            super().__init__(*args, **kwargs)
+
+    def slow_import() -> type:
+        time.sleep(0.2)
+        return RecordingHook
+
+    count_steps()
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=slow_import):
+        events = await asyncio.gather(*(only_event(make_trigger()) for _ in range(20)))
+
+    assert [event["status"] for event in events] == ["success"] * 20
+    assert len(set(started_in_step)) == 20, started_in_step
 
 
 async def test_a_failed_hook_import_is_tried_again_by_the_next_trigger(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
-    monkeypatch.setattr(trigger_module, "_hook_import", None)
     import_hook_class = trigger_module._import_hook_class
 
     with mock.patch.object(
