@@ -431,6 +431,33 @@ async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps,
     assert [event["status"] if isinstance(event, dict) else event for event in others] == ["success"] * 19
 
 
+async def test_when_the_importing_trigger_is_cancelled_the_next_one_imports(api, sleeps, monkeypatch):
+    api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
+    monkeypatch.setattr(trigger_module, "_hook_class", None)
+    first_import_started = threading.Event()
+    release_imports = threading.Event()
+    import_hook_class = trigger_module._import_hook_class
+    imports: list[int] = []
+
+    def slow_import():
+        imports.append(threading.get_ident())
+        first_import_started.set()
+        release_imports.wait(timeout=10)
+        return import_hook_class()
+
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=slow_import):
+        waits = [asyncio.ensure_future(only_event(make_trigger())) for _ in range(5)]
+        await asyncio.to_thread(first_import_started.wait, 10)
+        waits[0].cancel()  # the trigger whose thread imports
+        await asyncio.sleep(0.05)
+        release_imports.set()
+        results = await asyncio.gather(*waits, return_exceptions=True)
+
+    assert len(imports) == 2
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert [event["status"] if isinstance(event, dict) else event for event in results[1:]] == ["success"] * 4
+
+
 async def test_triggers_admitted_during_the_import_start_one_per_loop_step_after_it(api, sleeps, monkeypatch):
     """All starting in the step the import ends would run every first poll's set-up in that one step."""
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
