@@ -403,29 +403,36 @@ async def test_the_first_trigger_imports_the_hook_in_a_thread_not_on_the_event_l
     assert importing_thread != loop_thread
 
 
+class HeldImport:
+    """The hook's import, held in its thread until released; records each thread that runs it."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.released = threading.Event()
+        self.threads: list[int] = []
+        self._import_hook_class = trigger_module._import_hook_class
+
+    def __call__(self) -> type:
+        self.threads.append(threading.get_ident())
+        self.started.set()
+        self.released.wait(timeout=10)
+        return self._import_hook_class()
+
+
 async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
-    import_started = threading.Event()
-    release_import = threading.Event()
-    import_hook_class = trigger_module._import_hook_class
-    imports: list[int] = []
+    held_import = HeldImport()
 
-    def slow_import():
-        imports.append(threading.get_ident())
-        import_started.set()
-        release_import.wait(timeout=10)
-        return import_hook_class()
-
-    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=slow_import):
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=held_import):
         waits = [asyncio.ensure_future(only_event(make_trigger())) for _ in range(20)]
-        await asyncio.to_thread(import_started.wait, 10)
+        await asyncio.to_thread(held_import.started.wait, 10)
         await asyncio.sleep(0)
         waits[5].cancel()  # a trigger cancelled while it waits for the import leaves the others waiting
-        release_import.set()
+        held_import.released.set()
         results = await asyncio.gather(*waits, return_exceptions=True)
 
-    assert len(imports) == 1
+    assert len(held_import.threads) == 1
     assert isinstance(results[5], asyncio.CancelledError)
     others = results[:5] + results[6:]
     assert [event["status"] if isinstance(event, dict) else event for event in others] == ["success"] * 19
@@ -434,26 +441,17 @@ async def test_triggers_admitted_during_the_import_share_its_thread(api, sleeps,
 async def test_when_the_importing_trigger_is_cancelled_the_next_one_imports(api, sleeps, monkeypatch):
     api.add("GET", RESULT_PATH, Reply(json_body=prediction("completed")))
     monkeypatch.setattr(trigger_module, "_hook_class", None)
-    first_import_started = threading.Event()
-    release_imports = threading.Event()
-    import_hook_class = trigger_module._import_hook_class
-    imports: list[int] = []
+    held_import = HeldImport()
 
-    def slow_import():
-        imports.append(threading.get_ident())
-        first_import_started.set()
-        release_imports.wait(timeout=10)
-        return import_hook_class()
-
-    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=slow_import):
+    with mock.patch.object(trigger_module, "_import_hook_class", side_effect=held_import):
         waits = [asyncio.ensure_future(only_event(make_trigger())) for _ in range(5)]
-        await asyncio.to_thread(first_import_started.wait, 10)
+        await asyncio.to_thread(held_import.started.wait, 10)
         waits[0].cancel()  # the trigger whose thread imports
         await asyncio.sleep(0.05)
-        release_imports.set()
+        held_import.released.set()
         results = await asyncio.gather(*waits, return_exceptions=True)
 
-    assert len(imports) == 2
+    assert len(held_import.threads) == 2
     assert isinstance(results[0], asyncio.CancelledError)
     assert [event["status"] if isinstance(event, dict) else event for event in results[1:]] == ["success"] * 4
 
